@@ -1,0 +1,89 @@
+"""The one way front ends (CLI, REST, batch jobs, benchmarks) classify text.
+
+Each builds a pipeline with :func:`build_pipeline` and turns docs into plain
+dicts with :func:`doc_result`, so label order, thresholds, batching and
+sentence handling live in `emotion_classifier` alone.
+"""
+from typing import Any, Dict, Iterable, Iterator, List, Optional
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .labels import LABELS
+
+COMPONENT = "emotion_classifier"
+
+
+def build_pipeline(
+    model: str = "en_emotion_trf",
+    *,
+    threshold: float = 0.0,
+    per_sentence: bool = False,
+    gpu_id: int = -1,
+    lang: str = "en",
+) -> Language:
+    """A blank pipeline with a sentencizer and `emotion_classifier`, model loaded.
+
+    model (str): package name or directory (see EmotionClassifier).
+    gpu_id (int): GPU to run on; -1 for the CPU.
+    RETURNS (Language): the pipeline.
+    """
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.blank(lang)
+    nlp.add_pipe("sentencizer")
+    nlp.add_pipe(COMPONENT, config={"model": model, "threshold": threshold, "per_sentence": per_sentence})
+    nlp.get_pipe(COMPONENT).initialize()  # load the model now, not on the first text
+    nlp.max_length = 10**8
+    return nlp
+
+
+def doc_result(doc: Doc, *, sentences: bool = False, prefix: str = "") -> Dict[str, Any]:
+    """A JSON-ready dict of a doc's emotion: emotion, score, the six probabilities.
+
+    sentences (bool): add "sentences": per sentence text, character offsets,
+        emotion, score and probabilities (the doc must have been annotated
+        per sentence).
+    """
+    result: Dict[str, Any] = {
+        "emotion": doc._.emotion,
+        "score": doc._.emotion_score,
+        "cats": {label: doc.cats[prefix + label] for label in LABELS},
+    }
+    if sentences:
+        result["sentences"] = [
+            {
+                "text": sent.text,
+                "start_char": sent.start_char,
+                "end_char": sent.end_char,
+                "emotion": sent._.emotion,
+                "score": sent._.emotion_score,
+                "cats": sent._.emotion_cats,
+            }
+            for sent in (doc.sents if len(doc) else [])
+        ]
+    return result
+
+
+def classify(
+    nlp: Language, texts: Iterable[str], *, batch_size: int = 64, sentences: Optional[bool] = None
+) -> Iterator[Dict[str, Any]]:
+    """Classify texts in batches; yields one `doc_result` per text, in order.
+
+    sentences (Optional[bool]): per-sentence results for this call; None
+        follows the component's per_sentence setting.
+    """
+    cfg = {COMPONENT: {"per_sentence": sentences}} if sentences is not None else {}
+    prefix = nlp.get_pipe(COMPONENT).cfg["cats_prefix"]
+    with_sents = nlp.get_pipe(COMPONENT).cfg["per_sentence"] if sentences is None else sentences
+    for doc in nlp.pipe(texts, batch_size=batch_size, component_cfg=cfg):
+        yield doc_result(doc, sentences=with_sents, prefix=prefix)
+
+
+def classify_one(nlp: Language, text: str, *, sentences: Optional[bool] = None) -> Dict[str, Any]:
+    """`classify` for a single text."""
+    return next(classify(nlp, [text], batch_size=1, sentences=sentences))
+
+
+__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "COMPONENT"]

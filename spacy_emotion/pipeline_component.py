@@ -1,0 +1,256 @@
+"""The `emotion_classifier` component: emotion classification in any pipeline.
+
+    nlp = spacy.load("en_core_web_sm")
+    nlp.add_pipe("emotion_classifier")             # model: en_emotion_trf
+    doc = nlp("I can't believe we won!")
+    doc.cats          # all six emotions, summing to 1
+    doc._.emotion     # the top emotion, or None below `threshold`
+
+The component runs a trained emotion model (see `predictors`) over the text
+of each doc. It never touches the doc's tokens, tensor, vectors or other
+extensions: it writes `doc.cats` (keys prefixed with `cats_prefix`, other
+keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
+`per_sentence` also `span._.emotion`, `span._.emotion_score` and
+`span._.emotion_cats` for every sentence.
+"""
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+
+import numpy as np
+import srsly
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.scorer import Scorer
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples
+from spacy.util import minibatch, registry
+from thinc.api import Config
+
+from .labels import LABELS
+from .predictors import Predictor, load_predictor, predictor_from_bytes, predictor_to_bytes, from_directory
+
+DEFAULT_CONFIG_STR = """
+[emotion_classifier]
+model = "en_emotion_trf"
+threshold = 0.0
+per_sentence = false
+cats_prefix = ""
+scorer = {"@scorers":"spacy_emotion.emotion_scorer.v1"}
+"""
+DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
+
+
+def install_extensions() -> None:
+    """Register the Doc and Span extensions (idempotent)."""
+    for name in ("emotion", "emotion_score"):
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=None)
+        if not Span.has_extension(name):
+            Span.set_extension(name, default=None)
+    if not Span.has_extension("emotion_cats"):
+        Span.set_extension("emotion_cats", default=None)
+
+
+def emotion_score(examples: Iterable[Example], *, labels: List[str], **kwargs: Any) -> Dict[str, Any]:
+    """Score the six (prefixed) emotion labels in `doc.cats` as exclusive classes.
+
+    RETURNS (Dict[str, Any]): spaCy's `cats_*` scores (cats_score,
+        cats_macro_f, cats_f_per_type, …).
+    """
+    kwargs.setdefault("threshold", 0.5)
+    return Scorer.score_cats(examples, "cats", labels=labels, multi_label=False, **kwargs)
+
+
+@registry.scorers("spacy_emotion.emotion_scorer.v1")
+def make_emotion_scorer() -> Callable:
+    """RETURNS (Callable): the scorer of `emotion_classifier`."""
+    return emotion_score
+
+
+@Language.factory(
+    "emotion_classifier",
+    assigns=["doc.cats", "doc._.emotion", "doc._.emotion_score", "span._.emotion", "span._.emotion_score", "span._.emotion_cats"],
+    default_config=DEFAULT_CONFIG,
+    default_score_weights={"cats_score": 1.0, "cats_macro_f": None, "cats_micro_f": None, "cats_macro_auc": None},
+)
+def make_emotion_classifier(
+    nlp: Language,
+    name: str,
+    model: str,
+    threshold: float,
+    per_sentence: bool,
+    cats_prefix: str,
+    scorer: Optional[Callable],
+) -> "EmotionClassifier":
+    """Create an `emotion_classifier` (see EmotionClassifier)."""
+    return EmotionClassifier(
+        nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer
+    )
+
+
+class EmotionClassifier(Pipe):
+    """Set `doc.cats` and `doc._.emotion` from a trained emotion model.
+
+    The model is loaded on first use (or by `from_disk`/`from_bytes`), so a
+    saved pipeline loads even after the original model path is gone.
+    """
+
+    def __init__(
+        self,
+        vocab,
+        name: str = "emotion_classifier",
+        *,
+        model: str = "en_emotion_trf",
+        threshold: float = 0.0,
+        per_sentence: bool = False,
+        cats_prefix: str = "",
+        scorer: Optional[Callable] = emotion_score,
+    ) -> None:
+        """
+        model (str): an installed package or a directory: a pipeline trained
+            by the spacy-emotion project, or a Hugging Face sequence-
+            classification checkpoint with the six emotion labels.
+        threshold (float): below this probability `doc._.emotion` is None.
+        per_sentence (bool): also classify every sentence (needs sentence
+            boundaries from a sentencizer, senter or parser upstream).
+        cats_prefix (str): prefix of the keys written to `doc.cats`.
+        scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
+        """
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")
+        self.vocab = vocab
+        self.name = name
+        self.model = None  # no thinc model: the predictor does the work
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "model": str(model),
+            "threshold": float(threshold),
+            "per_sentence": bool(per_sentence),
+            "cats_prefix": str(cats_prefix),
+        }
+        self._predictor: Optional[Predictor] = None
+        self._tmp: list = []  # temp dirs that must live as long as the predictor
+        install_extensions()
+
+    # ---- properties ---------------------------------------------------
+    @property
+    def labels(self) -> List[str]:
+        """RETURNS (List[str]): the keys this component writes to doc.cats."""
+        return [self.cfg["cats_prefix"] + label for label in LABELS]
+
+    @property
+    def predictor(self) -> Predictor:
+        """The loaded emotion model (loaded from `cfg['model']` on first use)."""
+        if self._predictor is None:
+            self._predictor = load_predictor(self.cfg["model"])
+        return self._predictor
+
+    # ---- prediction ---------------------------------------------------
+    def __call__(self, doc: Doc, *, per_sentence: Optional[bool] = None) -> Doc:
+        """Annotate one doc. per_sentence overrides the config for this call
+        (also through `nlp(text, component_cfg={name: {"per_sentence": True}})`)."""
+        self.set_annotations([doc], self.predict([doc], per_sentence=per_sentence))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, per_sentence: Optional[bool] = None) -> Iterator[Doc]:
+        """Annotate a stream of docs, running the model once per batch, in order."""
+        for docs in minibatch(stream, size=batch_size):
+            self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
+            yield from docs
+
+    def predict(self, docs: Iterable[Doc], *, per_sentence: Optional[bool] = None) -> List[Dict[str, Any]]:
+        """Run the model over a batch of docs (and their sentences) without changing them.
+
+        per_sentence (Optional[bool]): overrides cfg["per_sentence"].
+        RETURNS (List[Dict]): per doc, "doc": its probabilities (6,) and
+            "sents": a list of (start, end, probabilities) for its sentences.
+        """
+        if per_sentence is None:
+            per_sentence = self.cfg["per_sentence"]
+        docs = list(docs)
+        texts: List[str] = []
+        spans: List[List[tuple]] = []
+        for doc in docs:
+            texts.append(doc.text)
+            sents = []
+            if per_sentence and len(doc):
+                if not doc.has_annotation("SENT_START"):
+                    raise ValueError(
+                        f"[{self.name}] per_sentence=true needs sentence boundaries, but this doc has none. "
+                        f"Add a sentencizer before it: nlp.add_pipe('sentencizer', before='{self.name}'), "
+                        "or use a pipeline with a parser or senter."
+                    )
+                for sent in doc.sents:
+                    sents.append((sent.start, sent.end))
+                    texts.append(sent.text)
+            spans.append(sents)
+        probs = self.predictor.predict(texts) if texts else np.zeros((0, len(LABELS)))
+        results, row = [], 0
+        for sents in spans:
+            doc_probs = probs[row]
+            sent_probs = [(s, e, probs[row + 1 + j]) for j, (s, e) in enumerate(sents)]
+            row += 1 + len(sents)
+            results.append({"doc": doc_probs, "sents": sent_probs})
+        return results
+
+    def _top(self, probs: np.ndarray, text: str):
+        if not text.strip():
+            return None, None
+        best = int(np.argmax(probs))
+        if float(probs[best]) < self.cfg["threshold"]:
+            return None, None
+        return LABELS[best], float(probs[best])
+
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Dict[str, Any]]) -> None:
+        """Write doc.cats, doc._.emotion(_score) and the sentence extensions."""
+        prefix = self.cfg["cats_prefix"]
+        for doc, result in zip(docs, scores):
+            cats = {label: float(p) for label, p in zip(LABELS, result["doc"])}
+            doc.cats.update({prefix + label: p for label, p in cats.items()})
+            doc._.emotion, doc._.emotion_score = self._top(result["doc"], doc.text)
+            for start, end, probs in result["sents"]:
+                span = doc[start:end]
+                span._.emotion, span._.emotion_score = self._top(probs, span.text)
+                span._.emotion_cats = {label: float(p) for label, p in zip(LABELS, probs)}
+
+    # ---- training API: nothing to train -------------------------------
+    def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None) -> None:
+        """Load the model now (it is already trained: nothing is learned)."""
+        self.predictor
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None) -> Dict[str, float]:
+        """The component is frozen: validates the examples, learns nothing."""
+        validate_examples(examples, "EmotionClassifier.update")
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        return losses
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """Score doc.cats against the references' cats (`cats_*` keys)."""
+        validate_examples(examples, "EmotionClassifier.score")
+        return self.scorer(examples, labels=self.labels, **kwargs)
+
+    # ---- serialisation ------------------------------------------------
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        """Write cfg and the whole emotion model into `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg", self.cfg)
+        self.predictor.to_disk(path / "model")
+
+    def from_disk(self, path, *, exclude=tuple()) -> "EmotionClassifier":
+        """Load cfg and the emotion model saved by `to_disk`."""
+        path = Path(path)
+        self.cfg.update(srsly.read_json(path / "cfg"))
+        self._predictor = from_directory(path / "model")
+        return self
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        return srsly.msgpack_dumps({"cfg": self.cfg, "model": predictor_to_bytes(self.predictor)})
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "EmotionClassifier":
+        msg = srsly.msgpack_loads(bytes_data)
+        self.cfg.update(msg["cfg"])
+        self._tmp = []
+        self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp)
+        return self

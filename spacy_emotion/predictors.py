@@ -1,0 +1,235 @@
+"""The models behind `emotion_classifier`: one `predict(texts)` for every backend.
+
+A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
+:data:`LABELS` order. Two backends exist:
+
+* :class:`SpacyPredictor`: a trained spaCy pipeline with a ``textcat``
+  component (what ``spacy project run all`` builds: an installed package such
+  as ``en_emotion_trf`` or a directory like ``training/trf/model-best``).
+  Long texts are covered by spacy-transformers' strided windows (window 128,
+  stride 96 wordpieces in ``configs/trf.cfg``): every wordpiece is seen.
+* :class:`HFPredictor`: a Hugging Face sequence-classification checkpoint
+  directory (``config.json`` with ``id2label``, weights, tokenizer). Texts
+  longer than the model's window are split into overlapping windows
+  (stride :data:`HF_STRIDE`) and the windows' probabilities are averaged,
+  weighted by their number of tokens.
+
+Empty or whitespace-only texts are never sent to a model: they get the
+uniform distribution (1/6 for every label).
+"""
+import json
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import spacy
+import srsly
+
+from .labels import LABELS
+
+HF_STRIDE = 128
+"""Wordpieces shared by consecutive windows of a long text (HF backend)."""
+
+INSTALL_HINT = (
+    "Train and install it with `spacy project run all` in the spacy-emotion "
+    "project (it builds and installs the package en_emotion_trf), or pass "
+    "config={'model': PATH} with PATH a trained pipeline directory (such as "
+    "training/trf/model-best) or a Hugging Face sequence-classification "
+    "checkpoint directory."
+)
+
+
+class ModelNotFoundError(OSError):
+    """The emotion model named in the config can't be found."""
+
+
+def uniform(n: int) -> np.ndarray:
+    """RETURNS (np.ndarray): n rows of the uniform distribution over LABELS."""
+    return np.full((n, len(LABELS)), 1.0 / len(LABELS), dtype="float32")
+
+
+def _non_empty(texts: List[str]) -> List[int]:
+    return [i for i, text in enumerate(texts) if text.strip()]
+
+
+def _label_order(names: List[str], source: str) -> List[int]:
+    """Map a model's label names onto LABELS; RETURNS the model column of each label."""
+    lowered = [str(name).strip().lower() for name in names]
+    if sorted(lowered) != sorted(LABELS):
+        raise ValueError(
+            f"The labels of {source} ({', '.join(map(str, names))}) are not the six "
+            f"emotions ({', '.join(LABELS)}): it is not an emotion model."
+        )
+    return [lowered.index(label) for label in LABELS]
+
+
+class SpacyPredictor:
+    """A trained spaCy pipeline whose textcat predicts the six emotions."""
+
+    kind = "spacy"
+
+    def __init__(self, nlp: spacy.Language, source: str = "") -> None:
+        textcats = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "textcat"]
+        if not textcats:
+            raise ValueError(f"The pipeline {source} has no 'textcat' component to predict emotions.")
+        self.nlp = nlp
+        self.textcat = textcats[0]
+        labels = list(nlp.get_pipe(self.textcat).labels)
+        _label_order(labels, f"the pipeline {source}")
+        self.source = source
+
+    def predict(self, texts: List[str]) -> np.ndarray:
+        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
+        probs = uniform(len(texts))
+        keep = _non_empty(texts)
+        if not keep:
+            return probs
+        longest = max(len(texts[i]) for i in keep)
+        if longest >= self.nlp.max_length:
+            self.nlp.max_length = longest + 1
+        docs = self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep))
+        for i, doc in zip(keep, docs):
+            row = np.asarray([doc.cats[label] for label in LABELS], dtype="float32")
+            probs[i] = row / row.sum()
+        return probs
+
+    def to_disk(self, path: Path) -> None:
+        self.nlp.to_disk(path)
+
+    @classmethod
+    def from_disk(cls, path: Path) -> "SpacyPredictor":
+        return cls(spacy.load(path), str(path))
+
+
+class HFPredictor:
+    """A Hugging Face sequence-classification checkpoint with the six emotions."""
+
+    kind = "huggingface"
+
+    def __init__(self, path: Union[str, Path], batch_size: int = 64) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.source = str(path)
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf8"))
+        id2label = config.get("id2label") or {}
+        names = [id2label[k] for k in sorted(id2label, key=int)]
+        self.columns = _label_order(names, f"the checkpoint {path}")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        self.model.eval()
+        self.model.to(_torch_device())
+        self.batch_size = batch_size
+        limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
+        self.max_length = min(self.tokenizer.model_max_length, limit, 512)
+
+    def predict(self, texts: List[str]) -> np.ndarray:
+        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
+        import torch
+
+        probs = uniform(len(texts))
+        keep = _non_empty(texts)
+        if not keep:
+            return probs
+        enc = self.tokenizer(
+            [texts[i] for i in keep],
+            truncation=True,
+            max_length=self.max_length,
+            stride=min(HF_STRIDE, self.max_length // 4),
+            return_overflowing_tokens=True,
+            padding=False,
+        )
+        owners = enc.pop("overflow_to_sample_mapping")
+        features = [{k: enc[k][j] for k in enc.keys() if k in self.tokenizer.model_input_names} for j in range(len(owners))]
+        window_probs = []
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(features), self.batch_size):
+                batch = self.tokenizer.pad(features[start : start + self.batch_size], return_tensors="pt")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = self.model(**batch).logits.float()
+                window_probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+        window_probs_arr = np.concatenate(window_probs)[:, self.columns]
+        weights = np.asarray([len(f["input_ids"]) for f in features], dtype="float32")
+        totals = np.zeros((len(keep), len(LABELS)), dtype="float32")
+        norm = np.zeros(len(keep), dtype="float32")
+        np.add.at(totals, owners, window_probs_arr * weights[:, None])
+        np.add.at(norm, owners, weights)
+        probs[keep] = totals / norm[:, None]
+        return probs
+
+    def to_disk(self, path: Path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def from_disk(cls, path: Path) -> "HFPredictor":
+        return cls(path)
+
+
+Predictor = Union[SpacyPredictor, HFPredictor]
+
+
+def _torch_device() -> str:
+    """'cuda' when spaCy was told to use the GPU (require_gpu/prefer_gpu), else 'cpu'."""
+    from thinc.api import get_current_ops
+
+    return "cuda" if type(get_current_ops()).__name__ == "CupyOps" else "cpu"
+
+
+def from_directory(path: Path) -> Predictor:
+    """Load a predictor from a spaCy pipeline or HF checkpoint directory."""
+    path = Path(path)
+    if (path / "config.cfg").is_file():
+        return SpacyPredictor.from_disk(path)
+    if (path / "config.json").is_file():
+        return HFPredictor.from_disk(path)
+    raise ModelNotFoundError(
+        f"{path} is neither a spaCy pipeline (config.cfg) nor a Hugging Face checkpoint (config.json)."
+    )
+
+
+def load_predictor(model: str) -> Predictor:
+    """Load the emotion model named by the component's `model` setting.
+
+    model (str): an installed spaCy package name or a directory (a trained
+        spaCy pipeline or a Hugging Face sequence-classification checkpoint).
+    RETURNS (Predictor): the loaded model.
+    """
+    path = Path(str(model)).expanduser()
+    if path.is_dir():
+        return from_directory(path)
+    if spacy.util.is_package(str(model)):
+        return SpacyPredictor(spacy.load(str(model)), str(model))
+    raise ModelNotFoundError(
+        f"Emotion model '{model}' not found: it is neither an installed package nor a directory. {INSTALL_HINT}"
+    )
+
+
+def predictor_to_bytes(predictor: Predictor) -> bytes:
+    """Serialise a predictor as the files its `to_disk` writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        predictor.to_disk(root)
+        files: Dict[str, bytes] = {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+    return srsly.msgpack_dumps({"kind": predictor.kind, "files": files})
+
+
+def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None) -> Predictor:
+    """Restore a predictor from `predictor_to_bytes` output.
+
+    keep_dir (Optional[list]): receives the TemporaryDirectory the files were
+        unpacked into, so the caller can keep it alive as long as the model.
+    """
+    msg = srsly.msgpack_loads(data)
+    tmp = tempfile.TemporaryDirectory(prefix="spacy-emotion-")
+    root = Path(tmp.name)
+    for name, content in msg["files"].items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    if keep_dir is not None:
+        keep_dir.append(tmp)
+    return from_directory(root)
