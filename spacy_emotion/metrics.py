@@ -75,3 +75,27 @@ def predict_corpus(model: str, corpus: Path, batch_size: int = 64):
 def predicted_labels(probs: np.ndarray) -> List[str]:
     """RETURNS (List[str]): the argmax label of each row."""
     return [LABELS[i] for i in np.asarray(probs).argmax(axis=1)]
+
+
+def write_predictions(path: Path, texts: List[str], gold: List[str], probs: np.ndarray) -> None:
+    """Write one JSON line per text: text, gold label, predicted label, probabilities."""
+    import srsly
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = (
+        {"text": t, "gold": g, "pred": LABELS[int(np.argmax(p))], "probs": {l: float(v) for l, v in zip(LABELS, p)}}
+        for t, g, p in zip(texts, gold, probs)
+    )
+    srsly.write_jsonl(path, rows)
+
+
+def read_predictions(path: Path):
+    """Read `write_predictions` output. RETURNS: texts, gold labels, (n, 6) probabilities."""
+    import srsly
+
+    rows = list(srsly.read_jsonl(path))
+    texts = [r["text"] for r in rows]
+    gold = [r["gold"] for r in rows]
+    probs = np.asarray([[r["probs"][l] for l in LABELS] for r in rows], dtype="float32").reshape(-1, len(LABELS))
+    return texts, gold, probs

@@ -1,11 +1,12 @@
 """`spacy-emotion evaluate`: test-split metrics as JSON."""
 from pathlib import Path
+from typing import Optional
 
 import srsly
 import typer
 from wasabi import msg
 
-from ..metrics import compute_metrics, predict_corpus, predicted_labels
+from ..metrics import compute_metrics, predict_corpus, predicted_labels, write_predictions
 from ._util import app
 
 
@@ -16,6 +17,7 @@ def evaluate_cli(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the metrics JSON"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Texts per batch"),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Also write each text's gold label and probabilities (jsonl) for the analysis commands"),
 ) -> None:
     """Evaluate a trained emotion pipeline on a corpus and write metrics JSON."""
     import spacy
@@ -30,3 +32,6 @@ def evaluate_cli(
     msg.table(rows, header=("label", "precision", "recall", "f1", "support"), divider=True, aligns=("l", "r", "r", "r", "r"))
     msg.good(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  weighted-F1 {metrics['weighted_f1']:.4f} ({metrics['n']} docs)")
     msg.good(f"Wrote {output}")
+    if predictions is not None:
+        write_predictions(predictions, texts, gold, probs)
+        msg.good(f"Wrote {predictions}")
