@@ -139,24 +139,38 @@ class HFPredictor:
             return_overflowing_tokens=True,
             padding=False,
         )
-        owners = enc.pop("overflow_to_sample_mapping")
-        features = [{k: enc[k][j] for k in enc.keys() if k in self.tokenizer.model_input_names} for j in range(len(owners))]
+        owners = np.asarray(enc["overflow_to_sample_mapping"])
+        windows: List[List[int]] = enc["input_ids"]
         window_probs = []
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            for start in range(0, len(features), self.batch_size):
-                batch = self.tokenizer.pad(features[start : start + self.batch_size], return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = self.model(**batch).logits.float()
+            for start in range(0, len(windows), self.batch_size):
+                batch = self._pad(windows[start : start + self.batch_size])
+                logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
                 window_probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
         window_probs_arr = np.concatenate(window_probs)[:, self.columns]
-        weights = np.asarray([len(f["input_ids"]) for f in features], dtype="float32")
+        weights = np.asarray([len(w) for w in windows], dtype="float32")
         totals = np.zeros((len(keep), len(LABELS)), dtype="float32")
         norm = np.zeros(len(keep), dtype="float32")
         np.add.at(totals, owners, window_probs_arr * weights[:, None])
         np.add.at(norm, owners, weights)
         probs[keep] = totals / norm[:, None]
         return probs
+
+    def _pad(self, windows: List[List[int]]) -> Dict[str, "torch.Tensor"]:
+        """Pad a batch of token id lists to its longest (dynamic padding)."""
+        import torch
+
+        width = max(len(w) for w in windows)
+        ids = torch.full((len(windows), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(windows), width), dtype=torch.long)
+        for row, window in enumerate(windows):
+            ids[row, : len(window)] = torch.tensor(window)
+            mask[row, : len(window)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            batch["token_type_ids"] = torch.zeros_like(ids)
+        return batch
 
     def to_disk(self, path: Path) -> None:
         self.model.save_pretrained(path)

@@ -24,4 +24,4 @@ def convert_cli(
     try:
         convert(output_dir, data, fallback, limit, skip_invalid, lang, seed)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as err:
-        msg.fail(str(err), exits=1)
+        msg.fail("Could not convert the data", str(err), exits=1)

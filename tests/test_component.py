@@ -1,0 +1,297 @@
+"""The `emotion_classifier` component: contract, batching, saving, scoring, bad input."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_emotion.labels import LABELS
+from spacy_emotion.predictors import ModelNotFoundError
+
+from tiny import make_backbone, toy_examples
+
+TEXTS = [t for t, _ in toy_examples(3, seed=7)]
+
+
+def classifier(model, **config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.add_pipe("emotion_classifier", config={"model": str(model), **config})
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def nlp(trained_pipeline):
+    return classifier(trained_pipeline)
+
+
+def assert_cats(cats, prefix=""):
+    keys = [prefix + label for label in LABELS]
+    assert all(k in cats for k in keys)
+    assert all(isinstance(cats[k], float) and 0.0 <= cats[k] <= 1.0 for k in keys)
+    assert sum(cats[k] for k in keys) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_doc_cats_and_extensions(nlp, trained_pipeline):
+    doc = nlp("i feel so happy and glad today")
+    assert_cats(doc.cats)
+    top = max(LABELS, key=doc.cats.get)
+    assert doc._.emotion == top
+    assert doc._.emotion_score == pytest.approx(doc.cats[top])
+    # the same as the trained pipeline's own textcat
+    inner = spacy.load(trained_pipeline)("i feel so happy and glad today").cats
+    assert doc.cats == pytest.approx({k: inner[k] for k in LABELS}, abs=1e-6)
+
+
+def test_learned_the_toy_task(nlp):
+    """Overfitting check: the tiny model trained in the session gets most toy texts right."""
+    examples = toy_examples(5, seed=11)
+    right = sum(nlp(text)._.emotion == label for text, label in examples)
+    assert right / len(examples) >= 0.6
+
+
+def test_other_annotations_untouched(trained_pipeline):
+    from spacy.tokens import Doc
+
+    if not Doc.has_extension("other"):
+        Doc.set_extension("other", default=None)
+    nlp = classifier(trained_pipeline, cats_prefix="emo_")
+    doc = nlp.make_doc("i am so angry and mad now")
+    doc.cats = {"POSITIVE": 0.3}
+    doc._.other = "kept"
+    doc.tensor = np.ones((len(doc), 3), dtype="float32")
+    words = [t.text for t in doc]
+    for _, proc in nlp.pipeline:
+        doc = proc(doc)
+    assert doc.cats["POSITIVE"] == 0.3
+    assert_cats(doc.cats, prefix="emo_")
+    assert not any(k in doc.cats for k in LABELS)
+    assert doc._.other == "kept" and doc.tensor.shape == (len(doc), 3) and doc.tensor.sum() == len(doc) * 3
+    assert [t.text for t in doc] == words
+
+
+def test_threshold(trained_pipeline):
+    low = classifier(trained_pipeline, threshold=0.0)("i am so scared")
+    high = classifier(trained_pipeline, threshold=1.0)("i am so scared")
+    assert low._.emotion in LABELS
+    assert high._.emotion is None and high._.emotion_score is None
+    assert high.cats == pytest.approx(low.cats)
+    with pytest.raises(ValueError, match="threshold"):
+        classifier(trained_pipeline, threshold=1.5)
+
+
+def test_per_sentence(trained_pipeline):
+    nlp = classifier(trained_pipeline, per_sentence=True)
+    doc = nlp("i feel so happy today. i am scared at work now!")
+    sents = list(doc.sents)
+    assert len(sents) == 2
+    single = classifier(trained_pipeline)
+    for sent in sents:
+        assert sent._.emotion in LABELS
+        assert_cats(sent._.emotion_cats)
+        assert sent._.emotion_score == pytest.approx(max(sent._.emotion_cats.values()))
+        # a sentence scores as the same text on its own
+        assert sent._.emotion_cats == pytest.approx(single(sent.text).cats, abs=1e-5)
+    assert doc._.emotion in LABELS
+
+
+def test_per_sentence_without_boundaries_is_a_clear_error(trained_pipeline):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), "per_sentence": True})
+    with pytest.raises(ValueError, match="sentencizer"):
+        nlp("no boundaries here")
+
+
+def test_per_sentence_override_per_call(nlp):
+    doc = nlp("i feel happy. i am sad.", component_cfg={"emotion_classifier": {"per_sentence": True}})
+    assert all(s._.emotion_cats is not None for s in doc.sents)
+
+
+def test_pipe_equals_call_in_order(nlp):
+    texts = TEXTS + ["", "i adore you", "a"]
+    one = [nlp(t) for t in texts]
+    for batch_size in (1, 4, 64):
+        many = list(nlp.pipe(texts, batch_size=batch_size))
+        assert [d.text for d in many] == texts
+        for a, b in zip(one, many):
+            assert a._.emotion == b._.emotion
+            assert [a.cats[k] for k in LABELS] == pytest.approx([b.cats[k] for k in LABELS], abs=1e-5)
+
+
+def test_pipe_runs_the_model_per_batch(nlp, monkeypatch):
+    component = nlp.get_pipe("emotion_classifier")
+    calls = []
+    original = component.predictor.predict
+    monkeypatch.setattr(component.predictor, "predict", lambda texts: calls.append(len(texts)) or original(texts))
+    list(nlp.pipe(TEXTS[:10], batch_size=4))
+    assert calls == [4, 4, 2]
+
+
+def test_empty_and_whitespace(nlp):
+    for text in ("", "   \n\t "):
+        doc = nlp(text)
+        assert [doc.cats[k] for k in LABELS] == pytest.approx([1 / 6] * 6)
+        assert doc._.emotion is None and doc._.emotion_score is None
+
+
+@pytest.mark.parametrize("bad", [None, 42, 3.5, ["a list"], {"text": "x"}])
+def test_non_string_input(nlp, bad):
+    with pytest.raises(ValueError, match="E1041"):
+        nlp(bad)
+    assert nlp("still works")._.emotion in LABELS
+
+
+def test_pathological_docs_do_not_disturb_the_batch(nlp):
+    normal = TEXTS[:4]
+    expected = [nlp(t).cats for t in normal]
+    weird = ["", "hello " * 20000, "a\x00b\x07c\x1b[0m", "😀🔥😱", "x" * 5000]
+    texts = [normal[0], weird[0], normal[1], weird[1], weird[2], normal[2], weird[3], weird[4], normal[3]]
+    docs = list(nlp.pipe(texts, batch_size=len(texts)))
+    assert [d.text for d in docs] == texts
+    got = [d.cats for d in docs if d.text in normal]
+    for a, b in zip(expected, got):
+        assert [a[k] for k in LABELS] == pytest.approx([b[k] for k in LABELS], abs=1e-5)
+    for doc in docs:
+        assert_cats(doc.cats)
+
+
+def test_long_text_sees_every_window(trained_pipeline):
+    """Beyond 512 wordpieces the text is scored over strided windows, not cut."""
+    nlp = classifier(trained_pipeline)
+    head = "i feel so happy and glad today " * 100  # ~700 wordpieces
+    tail = "i am scared and terrified now " * 200
+    assert nlp(head + tail).cats != pytest.approx(nlp(head + "i feel so happy").cats, abs=1e-4)
+
+
+def test_save_load_after_source_is_deleted(trained_pipeline, tmp_path):
+    source = tmp_path / "model"
+    shutil.copytree(trained_pipeline, source)
+    nlp = classifier(source, threshold=0.2, cats_prefix="e_")
+    expected = nlp("i am so angry").cats
+    nlp.to_disk(tmp_path / "saved")
+    shutil.rmtree(source)
+    loaded = spacy.load(tmp_path / "saved")
+    doc = loaded("i am so angry")
+    assert doc.cats == pytest.approx(expected)
+    assert loaded.get_pipe("emotion_classifier").cfg["threshold"] == 0.2
+
+
+def test_to_bytes_round_trip(trained_pipeline):
+    nlp = classifier(trained_pipeline, per_sentence=True)
+    expected = nlp("i love you. i am scared.").cats
+    other = spacy.blank("en")
+    other.add_pipe("sentencizer")
+    other.add_pipe("emotion_classifier", config={"model": "does-not-exist"})
+    other.from_bytes(nlp.to_bytes())
+    doc = other("i love you. i am scared.")
+    assert doc.cats == pytest.approx(expected)
+    assert other.get_pipe("emotion_classifier").cfg["per_sentence"] is True
+
+
+def test_missing_model_error_says_how_to_get_one():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": "en_emotion_does_not_exist"})
+    with pytest.raises(ModelNotFoundError, match="spacy project run all"):
+        nlp("hello")
+
+
+def test_hf_checkpoint_directory(hf_checkpoint):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import torch
+
+    nlp = classifier(hf_checkpoint)
+    doc = nlp("i feel happy today")
+    assert_cats(doc.cats)
+    tok = AutoTokenizer.from_pretrained(hf_checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(hf_checkpoint).eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(**tok("i feel happy today", return_tensors="pt")).logits, -1)[0].numpy()
+    assert [doc.cats[k] for k in LABELS] == pytest.approx(probs.tolist(), abs=1e-5)
+
+
+def test_hf_checkpoint_labels_mapped_by_name(tmp_path):
+    shuffled = ["Fear", "joy", "SURPRISE", "sadness", "anger", "love"]
+    path = make_backbone(tmp_path / "ckpt", "bert", num_labels=6, id2label=dict(enumerate(shuffled)))
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import torch
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(**tok("so scared", return_tensors="pt")).logits, -1)[0].tolist()
+    doc = classifier(path)("so scared")
+    for i, name in enumerate(shuffled):
+        assert doc.cats[name.lower()] == pytest.approx(probs[i], abs=1e-5)
+
+
+def test_hf_checkpoint_long_text_uses_windows(hf_checkpoint, monkeypatch):
+    """Beyond the model's window, every wordpiece is scored in some window."""
+    nlp = classifier(hf_checkpoint)
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    seen = []
+    forward = predictor.model.forward
+    monkeypatch.setattr(predictor.model, "forward", lambda **kw: seen.append(kw["input_ids"]) or forward(**kw))
+    text = "i feel happy " * 400 + "i am scared"
+    doc = nlp(text)
+    assert_cats(doc.cats)
+    ids = torch_cat_rows(seen)
+    n_pieces = len(predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert n_pieces > 512 and len(ids) >= 3
+    scared = predictor.tokenizer.convert_tokens_to_ids("scared")
+    assert any(scared in row for row in ids)
+
+
+def torch_cat_rows(batches):
+    return [row.tolist() for batch in batches for row in batch]
+
+
+def test_hf_checkpoint_with_wrong_labels(tmp_path):
+    path = make_backbone(tmp_path / "ckpt", "bert", num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"})
+    nlp = classifier(path)
+    with pytest.raises(ValueError, match="not the six emotions"):
+        nlp("hello")
+
+
+def test_hf_checkpoint_saved_inside_pipeline(hf_checkpoint, tmp_path):
+    src = tmp_path / "ckpt"
+    shutil.copytree(hf_checkpoint, src)
+    nlp = classifier(src)
+    expected = nlp("i feel happy").cats
+    nlp.to_disk(tmp_path / "saved")
+    shutil.rmtree(src)
+    assert spacy.load(tmp_path / "saved")("i feel happy").cats == pytest.approx(expected)
+
+
+def test_evaluate_reports_cats_scores(nlp):
+    examples = []
+    for text, label in toy_examples(3, seed=2):
+        ref = nlp.make_doc(text)
+        ref.cats = {k: float(k == label) for k in LABELS}
+        examples.append(Example(nlp.make_doc(text), ref))
+    scores = nlp.evaluate(examples)
+    assert 0.0 <= scores["cats_macro_f"] <= 1.0
+    assert set(scores["cats_f_per_type"]) == set(LABELS)
+    # macro-F agrees with scikit-learn on the same predictions
+    from sklearn.metrics import f1_score
+
+    pred = [nlp(e.reference.text)._.emotion for e in examples]
+    gold = [max(e.reference.cats, key=e.reference.cats.get) for e in examples]
+    assert scores["cats_macro_f"] == pytest.approx(f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-6)
+
+
+def test_saved_pipeline_loads_without_importing_the_package(nlp, tmp_path):
+    """spacy.load finds the factory through the spacy_factories entry point."""
+    nlp.to_disk(tmp_path / "saved")
+    code = (
+        "import json, spacy\n"
+        f"nlp = spacy.load({str(tmp_path / 'saved')!r})\n"
+        "doc = nlp('i am so happy')\n"
+        "print(json.dumps({'emotion': doc._.emotion}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["emotion"] in LABELS
