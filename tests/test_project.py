@@ -1,0 +1,88 @@
+"""The project workflow end to end on a smoke run, and the built wheel in a fresh venv."""
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import srsly
+
+from spacy_emotion.labels import LABELS
+
+from conftest import ROOT
+
+NAME = "emotiontest"  # a package name no real run uses
+
+
+def run(cmd, cwd, **kw):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, toy_folder, tiny_bert):
+    """Run convert -> train -> evaluate -> package in a copy of the project."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "project.yml", root)
+    shutil.copytree(ROOT / "configs", root / "configs")
+    overrides = [
+        "--vars.name", NAME, "--vars.data", str(toy_folder), "--vars.limit", "30",
+        "--vars.backbone", str(tiny_bert),
+    ]
+    logs = {}
+    for command in ("convert", "train", "evaluate", "package"):
+        logs[command] = run([sys.executable, "-m", "spacy", "project", "run", command, ".", *overrides], cwd=root).stdout
+    return root, logs
+
+
+def test_workflow_outputs(project):
+    root, logs = project
+    assert "Data source: local folder" in logs["convert"]
+    for name in ("train", "dev", "test"):
+        assert (root / "corpus" / f"{name}.spacy").is_file()
+    assert (root / "training" / "trf" / "model-best" / "config.cfg").is_file()
+    metrics = srsly.read_json(root / "metrics" / "trf.json")
+    assert set(metrics) >= {"accuracy", "macro_f1", "weighted_f1", "labels", "per_class", "confusion_matrix"}
+    assert metrics["labels"] == list(LABELS)
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"] == 24  # 4 per label in the toy test split
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_project_yml_shape():
+    config = srsly.read_yaml(ROOT / "project.yml")
+    assert {"name", "version", "config", "backbone", "gpu_id", "data", "limit"} <= set(config["vars"])
+    assert config["workflows"]["all"][:4] == ["convert", "train", "evaluate", "package"]
+    scripts = {c["name"]: " ".join(c["script"]) for c in config["commands"]}
+    assert "--gpu-id ${vars.gpu_id}" in scripts["train"] and "--gpu-id ${vars.gpu_id}" in scripts["evaluate"]
+    assert "configs/${vars.config}.cfg" in scripts["train"]
+
+
+def test_wheel_in_fresh_venv(project, tmp_path):
+    """The wheel installs into a new venv and loads by name in a fresh process.
+
+    The new venv sees this environment's libraries through a .pth file (no
+    downloads), but the pipeline package itself is only in the new venv.
+    """
+    root, _ = project
+    wheels = list((root / "packages").glob(f"en_{NAME}_trf-*/dist/*.whl"))
+    assert len(wheels) == 1
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
+    py = venv / "bin" / "python"
+    site = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip())
+    (site / "parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])], cwd=tmp_path)
+    code = (
+        "import json, spacy\n"
+        f"nlp = spacy.load('en_{NAME}_trf')\n"
+        "import importlib; mod = importlib.import_module(nlp.meta['lang'] + '_' + nlp.meta['name'])\n"
+        "doc = nlp('i feel so happy today')\n"
+        "print(json.dumps({'file': mod.__file__, 'cats': doc.cats, 'requirements': nlp.meta.get('requirements', [])}))\n"
+    )
+    out = json.loads(run([str(py), "-c", code], cwd=tmp_path).stdout.strip().splitlines()[-1])
+    assert out["file"].startswith(str(site))
+    assert set(out["cats"]) == set(LABELS)
+    assert any(r.startswith("spacy-emotion") or r.startswith("spacy_emotion") for r in out["requirements"]), out["requirements"]
