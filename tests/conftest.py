@@ -40,7 +40,7 @@ def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None)
         "paths.dev": str(corpus / "dev.spacy"),
         "training.max_steps": 80,
         "training.eval_frequency": 40,
-        "training.logger.progress_bar": False,
+        "training.logger.progress_bar": None,
     }
     if config.name == "trf.cfg":
         settings.update({"training.optimizer.learn_rate.initial_rate": 0.003, "training.optimizer.learn_rate.warmup_steps": 5})
