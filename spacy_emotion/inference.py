@@ -86,4 +86,25 @@ def classify_one(nlp: Language, text: str, *, sentences: Optional[bool] = None) 
     return next(classify(nlp, [text], batch_size=1, sentences=sentences))
 
 
-__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "COMPONENT"]
+def model_info(nlp: Language) -> Dict[str, Any]:
+    """What a front end reports about the loaded model (e.g. `GET /health`).
+
+    RETURNS (Dict[str, Any]): "model" (the component's model setting),
+        "backend" ("spacy" or "huggingface"), "model_version" (the trained
+        pipeline's meta version, None for other backends), "threshold",
+        "per_sentence" and "labels" (in LABELS order).
+    """
+    pipe = nlp.get_pipe(COMPONENT)
+    predictor = pipe.predictor
+    inner = getattr(predictor, "nlp", None)
+    return {
+        "model": pipe.cfg["model"],
+        "backend": predictor.kind,
+        "model_version": inner.meta.get("version") if inner is not None else None,
+        "threshold": pipe.cfg["threshold"],
+        "per_sentence": pipe.cfg["per_sentence"],
+        "labels": list(LABELS),
+    }
+
+
+__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "model_info", "COMPONENT"]

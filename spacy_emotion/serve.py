@@ -1,0 +1,368 @@
+"""The REST API and web page: ``spacy-emotion serve`` (FastAPI + uvicorn).
+
+Endpoints (OpenAPI docs at ``/docs``):
+
+* ``POST /predict`` ``{"text": str, "sentences": bool = false}`` -> ``{"emotion",
+  "score", "cats", ["sentences"]}`` (the dict of `inference.doc_result`).
+* ``POST /predict/batch`` ``{"texts": [str, ...], "sentences": bool = false}``
+  -> ``{"results": [...]}`` in the order of ``texts``.
+* ``GET /health``: model loaded, versions, limits, batching statistics.
+* ``GET /labels``: the six labels in model order.
+* ``GET /``: the web page (``spacy_emotion/static``).
+
+Limits (413 beyond, checked before the model runs): ``max_chars`` characters
+per text (default :data:`DEFAULT_MAX_CHARS`), ``max_batch`` texts per batch
+request (default :data:`DEFAULT_MAX_BATCH`), and a Content-Length over what
+those allow. Malformed JSON, wrong types or unknown fields: 422 with the
+pydantic errors in ``detail`` and a one-line ``message``.
+
+The model is loaded once, before the app is returned, and runs in one worker
+thread so the event loop stays free. With ``batching`` (the default), a
+:class:`Batcher` groups the texts of concurrent requests into one model call:
+it takes what is queued, waits at most ``batch_wait_ms`` for more, and stops
+collecting at ``max_batch_texts`` texts. Requests that arrive while the model
+is busy queue up and form the next batch: under load batches grow by
+themselves, and an idle server answers a lone request at once (the default
+wait is 0).
+"""
+import asyncio
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from spacy.language import Language
+
+from .inference import build_pipeline, classify, model_info
+
+DEFAULT_MAX_CHARS = 10_000
+"""Characters per text. dair-ai/emotion texts are under 300; 10,000 fits a
+long review or a few pages, and bounds the CPU one request can take."""
+DEFAULT_MAX_BATCH = 64
+"""Texts per ``/predict/batch`` request."""
+DEFAULT_BATCH_WAIT_MS = 0.0
+"""How long to wait for more requests before a model call. 0: take only what
+queued up while the model was busy (measured best on 2 CPU cores, see
+benchmarks/RESULTS.md); a few ms can help when requests arrive in bursts."""
+DEFAULT_MAX_BATCH_TEXTS = 64
+"""Texts per model call when grouping requests (a batch request is never split)."""
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+# ---- schemas ---------------------------------------------------------------
+
+
+class PredictRequest(BaseModel):
+    """One text to classify."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "I can't believe we won! I'm so happy.", "sentences": True}]})
+    text: StrictStr = Field(..., description="The text (at most the server's max_chars characters)")
+    sentences: StrictBool = Field(False, description="Also classify every sentence")
+
+
+class BatchRequest(BaseModel):
+    """Several texts to classify in one call."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["I feel so alone.", "What a lovely surprise!"]}]})
+    texts: List[StrictStr] = Field(..., min_length=1, description="The texts (at most max_batch of them)")
+    sentences: StrictBool = Field(False, description="Also classify every sentence")
+
+
+class SentenceResult(BaseModel):
+    text: str
+    start_char: int = Field(..., description="Offset of the sentence in the text, in Unicode code points")
+    end_char: int
+    emotion: Optional[str] = Field(..., description="Top emotion, null below the threshold or for blank text")
+    score: Optional[float]
+    cats: Dict[str, float] = Field(..., description="The six probabilities, in label order")
+
+
+class PredictResult(BaseModel):
+    emotion: Optional[str] = Field(..., description="Top emotion, null below the threshold or for blank text")
+    score: Optional[float] = Field(..., description="Probability of the top emotion")
+    cats: Dict[str, float] = Field(..., description="The six probabilities (sum 1), in label order")
+    sentences: Optional[List[SentenceResult]] = Field(None, description="Only when sentences=true")
+
+
+class BatchResult(BaseModel):
+    results: List[PredictResult]
+
+
+class LabelsResult(BaseModel):
+    labels: List[str]
+
+
+# ---- batching --------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    texts: List[str]
+    sentences: bool
+    future: asyncio.Future
+
+
+@dataclass
+class Batcher:
+    """Run the model in one worker thread, grouping concurrent requests.
+
+    enabled (bool): group requests; False runs each request's texts alone.
+    max_wait_s (float): longest wait for more requests once one is queued.
+    max_texts (int): stop collecting once a group has this many texts.
+    """
+
+    nlp: Language
+    enabled: bool = True
+    max_wait_s: float = DEFAULT_BATCH_WAIT_MS / 1000
+    max_texts: int = DEFAULT_MAX_BATCH_TEXTS
+    stats: Dict[str, int] = field(default_factory=lambda: {"model_calls": 0, "requests": 0, "texts": 0})
+
+    def __post_init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-model")
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._queue: Optional[asyncio.Queue] = None
+        self._task: Optional[asyncio.Task] = None
+
+    def _run_model(self, texts: List[str], sentences: bool) -> List[Dict[str, Any]]:
+        self.stats["model_calls"] += 1
+        self.stats["texts"] += len(texts)
+        return list(classify(self.nlp, texts, batch_size=max(1, len(texts)), sentences=sentences))
+
+    async def classify(self, texts: List[str], sentences: bool = False) -> List[Dict[str, Any]]:
+        """RETURNS (List[Dict]): `inference.doc_result` of each text, in order."""
+        self.stats["requests"] += 1
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self._executor, self._run_model, texts, sentences)
+        self._ensure_worker(loop)
+        pending = _Pending(texts, sentences, loop.create_future())
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    def _ensure_worker(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the grouping task in this event loop (again, if the loop changed)."""
+        if self._loop is not loop or self._task is None or self._task.done():
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._task = loop.create_task(self._worker())
+
+    async def stop(self) -> None:
+        """Cancel the grouping task (the app's shutdown)."""
+        if self._task is not None and self._loop is asyncio.get_running_loop():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._task = None
+
+    async def _collect(self) -> List[_Pending]:
+        """Wait for a request, then take more until max_texts or max_wait_s."""
+        loop = asyncio.get_running_loop()
+        group = [await self._queue.get()]
+        n_texts = len(group[0].texts)
+        deadline = loop.time() + self.max_wait_s
+        while n_texts < self.max_texts:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            group.append(item)
+            n_texts += len(item.texts)
+        return group
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = await self._collect()
+            for sentences in (False, True):  # one model call per setting
+                members = [p for p in group if p.sentences == sentences and not p.future.done()]
+                if not members:
+                    continue
+                texts = [text for p in members for text in p.texts]
+                try:
+                    results = await loop.run_in_executor(self._executor, self._run_model, texts, sentences)
+                except Exception as err:  # the requests fail (500), the worker goes on
+                    for p in members:
+                        if not p.future.done():
+                            p.future.set_exception(err)
+                    continue
+                start = 0
+                for p in members:
+                    if not p.future.done():  # the client may have gone
+                        p.future.set_result(results[start : start + len(p.texts)])
+                    start += len(p.texts)
+
+
+# ---- the app ---------------------------------------------------------------
+
+
+@dataclass
+class Limits:
+    max_chars: int = DEFAULT_MAX_CHARS
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest Content-Length accepted: every text at the limit, fully JSON-escaped."""
+        return self.max_batch * self.max_chars * 12 + 64 * 1024
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a request whose Content-Length is over the limit."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse({"detail": f"Request body over {self.max_bytes:,} bytes"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _validation_message(errors: List[Dict[str, Any]]) -> str:
+    """One line for a 422: 'body.text: Input should be a valid string; ...'."""
+    parts = []
+    for error in errors:
+        loc = error.get("loc") or ()
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            parts.append(f"Malformed JSON at character {loc[-1] if loc else '?'}: {reason}".rstrip(": "))
+        else:
+            parts.append(f"{'.'.join(str(p) for p in loc)}: {error.get('msg')}")
+    return "; ".join(parts) or "Invalid request"
+
+
+def _too_large(detail: str) -> HTTPException:
+    return HTTPException(status_code=413, detail=detail)
+
+
+def create_app(
+    model: Union[str, Language],
+    *,
+    threshold: float = 0.0,
+    gpu_id: int = -1,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    batching: bool = True,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+    max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
+) -> FastAPI:
+    """Build the app, loading the model now (not on the first request).
+
+    model (Union[str, Language]): a model for `inference.build_pipeline`, or
+        a pipeline it built (threshold and gpu_id are then ignored).
+    RETURNS (FastAPI): the app; run it with uvicorn.
+    """
+    from . import __version__
+
+    nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id)
+    info = model_info(nlp)
+    limits = Limits(max_chars=max_chars, max_batch=max_batch)
+    batcher = Batcher(nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="spacy-emotion",
+        version=__version__,
+        description=(
+            "Emotion classification (sadness, joy, love, anger, fear, surprise) with the spaCy "
+            f"`emotion_classifier`. Limits: {limits.max_chars:,} characters per text, "
+            f"{limits.max_batch} texts per batch request (413 beyond)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.nlp, app.state.batcher, app.state.limits = nlp, batcher, limits
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        return JSONResponse({"detail": errors, "message": _validation_message(errors)}, status_code=422)
+
+    def check_text(text: str, where: str = "text") -> None:
+        if len(text) > limits.max_chars:
+            raise _too_large(f"{where} has {len(text):,} characters; the limit is {limits.max_chars:,}")
+
+    @app.post("/predict", response_model=PredictResult, response_model_exclude_unset=True,
+              responses={413: {"description": "Text over the character limit"}, 422: {"description": "Invalid request"}})
+    async def predict(request: PredictRequest) -> Any:
+        """Classify one text: the top emotion, its score and the six probabilities."""
+        check_text(request.text)
+        return (await batcher.classify([request.text], request.sentences))[0]
+
+    @app.post("/predict/batch", response_model=BatchResult, response_model_exclude_unset=True,
+              responses={413: {"description": "Too many texts, or a text over the character limit"}, 422: {"description": "Invalid request"}})
+    async def predict_batch(request: BatchRequest) -> Any:
+        """Classify several texts; results are in the order of `texts`."""
+        if len(request.texts) > limits.max_batch:
+            raise _too_large(f"{len(request.texts)} texts; the limit is {limits.max_batch} per request")
+        for i, text in enumerate(request.texts):
+            check_text(text, f"texts[{i}]")
+        return {"results": await batcher.classify(request.texts, request.sentences)}
+
+    @app.get("/health")
+    async def health() -> Dict[str, Any]:
+        """The model is loaded; versions, limits and batching statistics."""
+        return {
+            "status": "ok",
+            "model_loaded": True,
+            "version": __version__,
+            **{k: info[k] for k in ("model", "backend", "model_version", "threshold")},
+            "limits": {"max_chars": limits.max_chars, "max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
+            "batching": {"enabled": batcher.enabled, "max_wait_ms": batcher.max_wait_s * 1000,
+                         "max_texts": batcher.max_texts, **batcher.stats},
+        }
+
+    @app.get("/labels", response_model=LabelsResult)
+    async def labels() -> Any:
+        """The six emotion labels, in the order of `cats`."""
+        return {"labels": info["labels"]}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", access_log: bool = True) -> None:
+    """Serve `app` with uvicorn (one process: the model is loaded once)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+__all__ = ["create_app", "run", "Batcher", "is_loopback", "DEFAULT_MAX_CHARS", "DEFAULT_MAX_BATCH"]

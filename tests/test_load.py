@@ -1,0 +1,96 @@
+"""benchmarks/load_test.py: a smoke run on loopback, loopback-only, errors counted."""
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from spacy_emotion.inference import build_pipeline
+from spacy_emotion.serve import create_app
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "load_test.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("load_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def nlp(trained_pipeline):
+    return build_pipeline(str(trained_pipeline))
+
+
+@contextmanager
+def serving(app):
+    """Run `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def run_script(*args, timeout=300):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_smoke_run(nlp, tmp_path, batching):
+    app = create_app(nlp, batching=batching)
+    with serving(app) as url:
+        proc = run_script("--url", url, "--requests", "60", "--concurrency", "8", "--json", str(tmp_path / "r.json"), "--markdown")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (result,) = json.loads((tmp_path / "r.json").read_text())
+    assert (result["requests"], result["ok"], result["errors"], result["timed_out"]) == (60, 60, 0, False)
+    assert result["batching"] is batching
+    assert 0 < result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"]
+    assert result["requests_per_s"] > 0
+    assert app.state.batcher.stats["requests"] >= 60 + 8  # the measured requests and the warm-up
+    if not batching:
+        assert result["mean_texts_per_model_call"] == 1.0
+    assert "| mode |" in proc.stdout
+
+
+def test_failed_requests_are_counted_and_fail_the_run(nlp):
+    app = create_app(nlp, max_chars=5)  # every load-test text is longer: 413
+    with serving(app) as url:
+        proc = run_script("--url", url, "--requests", "20", "--concurrency", "4")
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout.splitlines()[0])
+    assert result["errors"] == 20 and result["ok"] == 0
+    assert result["error_samples"][0].startswith("413")
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3:8000", "http://example.com", "ftp://127.0.0.1:21"])
+def test_only_loopback(url):
+    proc = run_script("--url", url, "--requests", "1", timeout=60)
+    assert proc.returncode == 2
+    assert "only targets" in proc.stderr
+
+
+def test_percentile():
+    percentile = load_script().percentile
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50.0, 99.0, 100.0)
+    assert percentile([3.0], 50) == 3.0

@@ -1,0 +1,201 @@
+"""The REST API: contract, validation (422), limits (413) and request batching."""
+import asyncio
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from spacy_emotion import __version__
+from spacy_emotion.cli import app as cli_app
+from spacy_emotion.inference import build_pipeline, classify, classify_one
+from spacy_emotion.labels import LABELS
+from spacy_emotion.serve import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
+
+MAX_CHARS, MAX_BATCH = 120, 4
+TEXTS = ["i feel so happy today", "i am scared and nervous. but glad you came!", "i am furious", ""]
+
+
+@pytest.fixture(scope="module")
+def nlp(trained_pipeline):
+    return build_pipeline(str(trained_pipeline))
+
+
+@pytest.fixture(scope="module")
+def client(nlp):
+    with TestClient(create_app(nlp, max_chars=MAX_CHARS, max_batch=MAX_BATCH), raise_server_exceptions=False) as c:
+        yield c
+
+
+def check_result(result, expected):
+    assert list(result) == [k for k in ("emotion", "score", "cats", "sentences") if k in expected]
+    assert list(result["cats"]) == list(LABELS)
+    assert sum(result["cats"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert result["emotion"] == expected["emotion"]
+    assert result["cats"] == pytest.approx(expected["cats"], abs=1e-4)
+
+
+def test_health_and_labels(client, trained_pipeline):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model_loaded"] is True
+    assert health["version"] == __version__
+    assert health["model"] == str(trained_pipeline) and health["backend"] == "spacy"
+    assert health["limits"]["max_chars"] == MAX_CHARS and health["limits"]["max_batch"] == MAX_BATCH
+    assert health["batching"]["enabled"] is True
+    assert client.get("/labels").json() == {"labels": list(LABELS)}
+
+
+def test_defaults_are_shown_in_help():
+    assert (DEFAULT_MAX_CHARS, DEFAULT_MAX_BATCH) == (10_000, 64)
+    result = CliRunner().invoke(cli_app, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "10000" in result.output and "413" in result.output and "127.0.0.1" in result.output
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_predict_matches_the_component(client, nlp, text):
+    response = client.post("/predict", json={"text": text})
+    assert response.status_code == 200
+    check_result(response.json(), classify_one(nlp, text))
+    assert "sentences" not in response.json()
+
+
+def test_predict_sentences(client, nlp):
+    text = TEXTS[1]
+    body = client.post("/predict", json={"text": text, "sentences": True}).json()
+    expected = classify_one(nlp, text, sentences=True)
+    check_result(body, expected)
+    assert len(body["sentences"]) == len(expected["sentences"]) == 2
+    for sent in body["sentences"]:
+        assert text[sent["start_char"] : sent["end_char"]] == sent["text"]
+        assert list(sent["cats"]) == list(LABELS)
+
+
+def test_batch_keeps_order(client, nlp):
+    body = client.post("/predict/batch", json={"texts": TEXTS}).json()
+    assert list(body) == ["results"] and len(body["results"]) == len(TEXTS)
+    for result, expected in zip(body["results"], classify(nlp, TEXTS)):
+        check_result(result, expected)
+    with_sents = client.post("/predict/batch", json={"texts": TEXTS[:2], "sentences": True}).json()["results"]
+    assert [len(r["sentences"]) for r in with_sents] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "path,content",
+    [
+        ("/predict", b'{"text": "unterminated'),
+        ("/predict", b"not json at all"),
+        ("/predict", b'{"text": 5}'),
+        ("/predict", b'{"text": null}'),
+        ("/predict", b'{"text": ["a"]}'),
+        ("/predict", b"{}"),
+        ("/predict", b'{"txt": "typo in the field name"}'),
+        ("/predict", b'{"text": "a", "sentences": "yes"}'),
+        ("/predict/batch", b'{"texts": "not a list"}'),
+        ("/predict/batch", b'{"texts": []}'),
+        ("/predict/batch", b'{"texts": ["a", 2]}'),
+        ("/predict/batch", b'{"text": "a"}'),
+    ],
+)
+def test_invalid_requests_are_422(client, path, content):
+    response = client.post(path, content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    body = response.json()
+    assert isinstance(body["detail"], list) and body["detail"]
+    assert isinstance(body["message"], str) and body["message"]
+
+
+def test_422_messages_say_what_is_wrong(client):
+    assert "Malformed JSON" in client.post("/predict", content=b"{bad", headers={"Content-Type": "application/json"}).json()["message"]
+    assert client.post("/predict", json={"text": 5}).json()["message"] == "body.text: Input should be a valid string"
+    assert "Extra inputs" in client.post("/predict", json={"text": "a", "lang": "de"}).json()["message"]
+
+
+def test_limits_are_413(client):
+    assert client.post("/predict", json={"text": "a" * MAX_CHARS}).status_code == 200
+    response = client.post("/predict", json={"text": "a" * (MAX_CHARS + 1)})
+    assert response.status_code == 413 and str(MAX_CHARS) in response.json()["detail"]
+    assert client.post("/predict/batch", json={"texts": ["a"] * MAX_BATCH}).status_code == 200
+    response = client.post("/predict/batch", json={"texts": ["a"] * (MAX_BATCH + 1)})
+    assert response.status_code == 413 and str(MAX_BATCH) in response.json()["detail"]
+    response = client.post("/predict/batch", json={"texts": ["ok", "a" * (MAX_CHARS + 1)]})
+    assert response.status_code == 413 and "texts[1]" in response.json()["detail"]
+    huge = b'{"text": "' + b"a" * (client.get("/health").json()["limits"]["max_body_bytes"]) + b'"}'
+    assert client.post("/predict", content=huge, headers={"Content-Type": "application/json"}).status_code == 413
+
+
+def test_docs_and_schema(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/predict/batch", "/health", "/labels"} <= set(paths)
+    assert "413" in paths["/predict"]["post"]["responses"] and "422" in paths["/predict"]["post"]["responses"]
+
+
+def test_unknown_route_and_method(client):
+    assert client.get("/predict").status_code == 405
+    assert client.get("/nope").status_code == 404
+
+
+async def _concurrent(app, payloads):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+        responses = await asyncio.gather(*(ac.post("/predict", json=p) for p in payloads))
+    return [r.json() for r in responses]
+
+
+def test_concurrent_requests_share_one_model_call(nlp):
+    texts = [f"i feel {w} today" for w in ("happy", "sad", "angry", "scared", "amazed", "loving", "glad", "lonely")]
+    # a long wait that ends when max_batch_texts texts are queued: the 8 requests form one group
+    app = create_app(nlp, batching=True, batch_wait_ms=10_000, max_batch_texts=len(texts))
+    results = asyncio.run(_concurrent(app, [{"text": t} for t in texts]))
+    assert app.state.batcher.stats == {"model_calls": 1, "requests": 8, "texts": 8}
+    for result, expected in zip(results, classify(nlp, texts)):
+        check_result(result, expected)
+
+
+def test_grouping_keeps_the_sentences_setting_per_request(nlp):
+    texts = ["i am happy. i am sad.", "i am mad. so mad.", "i feel glad", "i feel scared"]
+    app = create_app(nlp, batching=True, batch_wait_ms=10_000, max_batch_texts=len(texts))
+    payloads = [{"text": t, "sentences": i % 2 == 0} for i, t in enumerate(texts)]
+    results = asyncio.run(_concurrent(app, payloads))
+    assert app.state.batcher.stats["model_calls"] == 2  # one per setting
+    for payload, result in zip(payloads, results):
+        assert ("sentences" in result) == payload["sentences"]
+        check_result(result, classify_one(nlp, payload["text"], sentences=payload["sentences"]))
+
+
+def test_without_batching_each_request_runs_alone(nlp):
+    app = create_app(nlp, batching=False)
+    results = asyncio.run(_concurrent(app, [{"text": t} for t in TEXTS]))
+    assert app.state.batcher.stats == {"model_calls": len(TEXTS), "requests": len(TEXTS), "texts": len(TEXTS)}
+    for result, expected in zip(results, classify(nlp, TEXTS)):
+        check_result(result, expected)
+
+
+def test_a_model_failure_is_a_500_and_the_server_goes_on(nlp, monkeypatch):
+    app = create_app(nlp)
+    batcher = app.state.batcher
+    real = batcher._run_model
+    calls = []
+
+    def fail_once(texts, sentences):
+        calls.append(texts)
+        if len(calls) == 1:
+            raise RuntimeError("model exploded")
+        return real(texts, sentences)
+
+    monkeypatch.setattr(batcher, "_run_model", fail_once)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/predict", json={"text": "i feel glad"}).status_code == 500
+        assert c.post("/predict", json={"text": "i feel glad"}).status_code == 200
+
+
+def test_is_loopback():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+
+
+def test_serve_cli_fails_cleanly_without_a_model(tmp_path):
+    result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "Can't load the emotion model" in result.output
