@@ -107,4 +107,19 @@ def model_info(nlp: Language) -> Dict[str, Any]:
     }
 
 
-__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "model_info", "COMPONENT"]
+def set_cpu_threads(n: int) -> None:
+    """Threads PyTorch may use for one model call on the CPU, in this thread and
+    threads started after it (`torch.set_num_threads`); 0 leaves the default.
+
+    torch's default is one thread per core. On a small or busy machine (other
+    processes on the same cores) its threads wait on each other, and a call
+    on one short text can take ten times longer than with 1 thread; measure
+    (benchmarks/load_test.py) before choosing.
+    """
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "model_info", "set_cpu_threads", "COMPONENT"]

@@ -41,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from spacy.language import Language
 
-from .inference import build_pipeline, classify, model_info
+from .inference import build_pipeline, classify, model_info, set_cpu_threads
 
 DEFAULT_MAX_CHARS = 10_000
 """Characters per text. dair-ai/emotion texts are under 300; 10,000 fits a
@@ -117,16 +117,20 @@ class Batcher:
     enabled (bool): group requests; False runs each request's texts alone.
     max_wait_s (float): longest wait for more requests once one is queued.
     max_texts (int): stop collecting once a group has this many texts.
+    cpu_threads (int): torch threads of the model thread (0: torch's default).
     """
 
     nlp: Language
     enabled: bool = True
     max_wait_s: float = DEFAULT_BATCH_WAIT_MS / 1000
     max_texts: int = DEFAULT_MAX_BATCH_TEXTS
+    cpu_threads: int = 0
     stats: Dict[str, int] = field(default_factory=lambda: {"model_calls": 0, "requests": 0, "texts": 0})
 
     def __post_init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-model")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="emotion-model", initializer=set_cpu_threads, initargs=(self.cpu_threads,)
+        )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
@@ -264,11 +268,14 @@ def create_app(
     batching: bool = True,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
+    cpu_threads: int = 0,
 ) -> FastAPI:
     """Build the app, loading the model now (not on the first request).
 
     model (Union[str, Language]): a model for `inference.build_pipeline`, or
         a pipeline it built (threshold and gpu_id are then ignored).
+    cpu_threads (int): torch threads for the model (0: torch's default; see
+        `inference.set_cpu_threads`).
     RETURNS (FastAPI): the app; run it with uvicorn.
     """
     from . import __version__
@@ -276,7 +283,7 @@ def create_app(
     nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id)
     info = model_info(nlp)
     limits = Limits(max_chars=max_chars, max_batch=max_batch)
-    batcher = Batcher(nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts)
+    batcher = Batcher(nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts, cpu_threads=cpu_threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -333,6 +340,7 @@ def create_app(
             "limits": {"max_chars": limits.max_chars, "max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
             "batching": {"enabled": batcher.enabled, "max_wait_ms": batcher.max_wait_s * 1000,
                          "max_texts": batcher.max_texts, **batcher.stats},
+            "cpu_threads": batcher.cpu_threads or None,
         }
 
     @app.get("/labels", response_model=LabelsResult)

@@ -199,3 +199,13 @@ def test_serve_cli_fails_cleanly_without_a_model(tmp_path):
     result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert "Can't load the emotion model" in result.output
+
+
+def test_cpu_threads_apply_to_the_model_thread(nlp):
+    import torch
+
+    app = create_app(nlp, cpu_threads=1)
+    with TestClient(app) as c:
+        assert c.post("/predict", json={"text": "i feel glad"}).status_code == 200
+        assert c.get("/health").json()["cpu_threads"] == 1
+    assert app.state.batcher._executor.submit(torch.get_num_threads).result() == 1

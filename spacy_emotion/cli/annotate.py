@@ -25,6 +25,7 @@ def annotate_cli(
     threshold: float = typer.Option(0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Rows per model call and per checkpoint"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on the CPU (0: torch's default, one per core)"),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Errors file (.jsonl); default: OUTPUT with the suffix .errors.jsonl"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again: discard an existing output, errors file and checkpoint"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (bytes read, rate, ETA, rows) on a terminal"),
@@ -57,6 +58,9 @@ def annotate_cli(
         msg.fail(str(err), exits=EXIT_BAD_JOB)
     if resume is not None:
         msg.info(f"Resuming after row {resume.rows:,} (input line {resume.line:,}) from {job.checkpoint}")
+    from ..inference import set_cpu_threads
+
+    set_cpu_threads(threads)
     nlp = _load(model, threshold, gpu_id)
     try:
         summary = annotate(job, nlp, overwrite=overwrite, progress_bar=progress)

@@ -20,6 +20,7 @@ def serve_cli(
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Group concurrent requests into one model call"),
     batch_wait_ms: float = typer.Option(BATCH_WAIT_MS, "--batch-wait-ms", min=0.0, help="Wait for more requests before a model call (0: group only what queued while the model was busy)"),
     max_batch_texts: int = typer.Option(MAX_BATCH_TEXTS, "--max-batch-texts", min=1, help="Texts per grouped model call"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads for the model (0: torch's default, one per core; 1 is often faster on a busy machine)"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level"),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request"),
 ) -> None:
@@ -31,6 +32,7 @@ def serve_cli(
         api = create_app(
             model, threshold=threshold, gpu_id=gpu_id, max_chars=max_chars, max_batch=max_batch,
             batching=batching, batch_wait_ms=batch_wait_ms, max_batch_texts=max_batch_texts,
+            cpu_threads=threads,
         )
     except (ModelNotFoundError, OSError, ValueError) as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)
