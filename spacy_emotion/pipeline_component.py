@@ -12,6 +12,19 @@ extensions: it writes `doc.cats` (keys prefixed with `cats_prefix`, other
 keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
 `per_sentence` also `span._.emotion`, `span._.emotion_score` and
 `span._.emotion_cats` for every sentence.
+
+Speed settings (all off by default; see `predictors.SpeedOptions`):
+
+    nlp.add_pipe("emotion_classifier", config={
+        "sort_by_length": True,    # length-bucketed model batches
+        "batch_tokens": 1024,      # padded tokens per bucket
+        "inference_mode": True,    # torch.inference_mode()
+        "torch_threads": 1,        # torch.set_num_threads for the model
+        "quantize": "int8",        # dynamic int8 Linear layers (CPU)
+        "autocast": "bf16",        # bf16/fp16 autocast
+    })
+
+They apply when the model loads and never change what is saved.
 """
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
@@ -27,7 +40,9 @@ from spacy.util import minibatch, registry
 from thinc.api import Config
 
 from .labels import LABELS
-from .predictors import Predictor, load_predictor, predictor_from_bytes, predictor_to_bytes, from_directory
+from .predictors import (
+    Predictor, SpeedOptions, from_directory, load_predictor, predictor_from_bytes, predictor_to_bytes,
+)
 
 DEFAULT_CONFIG_STR = """
 [emotion_classifier]
@@ -36,6 +51,12 @@ threshold = 0.0
 per_sentence = false
 cats_prefix = ""
 scorer = {"@scorers":"spacy_emotion.emotion_scorer.v1"}
+sort_by_length = false
+batch_tokens = 1024
+inference_mode = false
+torch_threads = 0
+quantize = "none"
+autocast = "none"
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
 
@@ -81,10 +102,18 @@ def make_emotion_classifier(
     per_sentence: bool,
     cats_prefix: str,
     scorer: Optional[Callable],
+    sort_by_length: bool = False,
+    batch_tokens: int = 1024,
+    inference_mode: bool = False,
+    torch_threads: int = 0,
+    quantize: str = "none",
+    autocast: str = "none",
 ) -> "EmotionClassifier":
     """Create an `emotion_classifier` (see EmotionClassifier)."""
     return EmotionClassifier(
-        nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer
+        nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer,
+        sort_by_length=sort_by_length, batch_tokens=batch_tokens, inference_mode=inference_mode,
+        torch_threads=torch_threads, quantize=quantize, autocast=autocast,
     )
 
 
@@ -105,6 +134,12 @@ class EmotionClassifier(Pipe):
         per_sentence: bool = False,
         cats_prefix: str = "",
         scorer: Optional[Callable] = emotion_score,
+        sort_by_length: bool = False,
+        batch_tokens: int = 1024,
+        inference_mode: bool = False,
+        torch_threads: int = 0,
+        quantize: str = "none",
+        autocast: str = "none",
     ) -> None:
         """
         model (str): an installed package or a directory: a pipeline trained
@@ -115,6 +150,9 @@ class EmotionClassifier(Pipe):
             boundaries from a sentencizer, senter or parser upstream).
         cats_prefix (str): prefix of the keys written to `doc.cats`.
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
+        sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
+            autocast: speed settings, applied when the model loads (see
+            `predictors.SpeedOptions`); the defaults change nothing.
         """
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")
@@ -128,6 +166,11 @@ class EmotionClassifier(Pipe):
             "per_sentence": bool(per_sentence),
             "cats_prefix": str(cats_prefix),
         }
+        options = SpeedOptions(
+            sort_by_length=bool(sort_by_length), batch_tokens=int(batch_tokens), inference_mode=bool(inference_mode),
+            torch_threads=int(torch_threads), quantize=str(quantize), autocast=str(autocast),
+        )  # validates
+        self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None
         self._tmp: list = []  # temp dirs that must live as long as the predictor
         install_extensions()
@@ -142,8 +185,13 @@ class EmotionClassifier(Pipe):
     def predictor(self) -> Predictor:
         """The loaded emotion model (loaded from `cfg['model']` on first use)."""
         if self._predictor is None:
-            self._predictor = load_predictor(self.cfg["model"])
+            self._predictor = load_predictor(self.cfg["model"], self.speed_options)
         return self._predictor
+
+    @property
+    def speed_options(self) -> SpeedOptions:
+        """RETURNS (SpeedOptions): the speed settings in cfg."""
+        return SpeedOptions.from_cfg(self.cfg)
 
     # ---- prediction ---------------------------------------------------
     def __call__(self, doc: Doc, *, per_sentence: Optional[bool] = None) -> Doc:
@@ -238,11 +286,18 @@ class EmotionClassifier(Pipe):
         srsly.write_json(path / "cfg", self.cfg)
         self.predictor.to_disk(path / "model")
 
+    def _update_cfg(self, saved: Dict[str, Any]) -> None:
+        """Take the saved cfg, except the speed settings: those are how this
+        process runs the model, so the component's own config keeps them (a
+        pipeline loaded with spacy.load gets them from its config.cfg)."""
+        speed = SpeedOptions.__dataclass_fields__
+        self.cfg.update({k: v for k, v in saved.items() if k not in speed})
+
     def from_disk(self, path, *, exclude=tuple()) -> "EmotionClassifier":
         """Load cfg and the emotion model saved by `to_disk`."""
         path = Path(path)
-        self.cfg.update(srsly.read_json(path / "cfg"))
-        self._predictor = from_directory(path / "model")
+        self._update_cfg(srsly.read_json(path / "cfg"))
+        self._predictor = from_directory(path / "model", self.speed_options)
         return self
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:
@@ -250,7 +305,7 @@ class EmotionClassifier(Pipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "EmotionClassifier":
         msg = srsly.msgpack_loads(bytes_data)
-        self.cfg.update(msg["cfg"])
+        self._update_cfg(msg["cfg"])
         self._tmp = []
-        self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp)
+        self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp, options=self.speed_options)
         return self

@@ -16,11 +16,19 @@ A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
 
 Empty or whitespace-only texts are never sent to a model: they get the
 uniform distribution (1/6 for every label).
+
+Both backends take :class:`SpeedOptions` (the speed settings of
+`emotion_classifier`, see its config): length-bucketed batches, inference
+mode, torch threads, dynamic int8 quantization and bf16/fp16 autocast. The
+defaults change nothing.
 """
+import contextlib
 import json
 import tempfile
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import spacy
@@ -64,12 +72,187 @@ def _label_order(names: List[str], source: str) -> List[int]:
     return [lowered.index(label) for label in LABELS]
 
 
+QUANTIZE_MODES = ("none", "int8")
+AUTOCAST_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How a predictor runs its torch model. The defaults change nothing.
+
+    sort_by_length (bool): length-bucketed model batches. The texts (HF
+        backend: the windows) are sorted by length and cut into batches of at
+        most `batch_tokens` padded tokens, so that little padding is computed;
+        results keep the input order. The spaCy backend already sorts each
+        batch by length in spacy-transformers (its `max_batch_items`, 4096
+        spaCy tokens in configs/trf.cfg); there the option sets that budget to
+        `batch_tokens`, which cuts a batch into tighter length buckets.
+    batch_tokens (int): padded tokens per model batch with sort_by_length
+        (wordpieces for the HF backend, spaCy tokens for the spaCy backend).
+    inference_mode (bool): run the model under `torch.inference_mode()`
+        (the spaCy backend otherwise runs it under thinc's `torch.no_grad()`;
+        the HF backend always uses inference mode).
+    torch_threads (int): `torch.set_num_threads(n)` when the model loads and
+        in any thread that runs it (the setting then stays in that thread);
+        0 keeps torch's setting (one thread per core). On a small or busy
+        machine fewer threads can be faster.
+    quantize (str): "none", or "int8": dynamic int8 quantization of the
+        transformer's Linear layers (torch.ao.quantization.quantize_dynamic,
+        weights scaled per output channel; CPU only, fast on CPUs with
+        AVX-512 VNNI). Saving the pipeline still
+        writes the original float weights.
+    autocast (str): "none", "bf16" or "fp16": run the transformer under
+        `torch.autocast` in that dtype (bf16 is fast on CPUs with AVX-512
+        BF16 and on recent GPUs); outputs are cast back to float32. Not
+        together with int8.
+    """
+
+    sort_by_length: bool = False
+    batch_tokens: int = 1024
+    inference_mode: bool = False
+    torch_threads: int = 0
+    quantize: str = "none"
+    autocast: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
+        if self.quantize != "none" and self.autocast != "none":
+            raise ValueError("quantize='int8' and autocast can't be combined: int8 layers take float32 inputs only")
+        if int(self.torch_threads) < 0:
+            raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}")
+        if int(self.batch_tokens) < 1:
+            raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+
+    @classmethod
+    def from_cfg(cls, cfg: Dict[str, Any]) -> "SpeedOptions":
+        """The options found in a component cfg (missing keys: defaults)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def length_batches(lengths: List[int], budget: int) -> List[List[int]]:
+    """Indices sorted by length, cut into batches whose padded size fits `budget`.
+
+    A batch's padded size is its longest length times its number of items;
+    an item longer than the budget gets a batch of its own.
+    RETURNS (List[List[int]]): the batches, shortest items first.
+    """
+    batches: List[List[int]] = []
+    batch: List[int] = []
+    for i in sorted(range(len(lengths)), key=lambda j: lengths[j]):
+        if batch and lengths[i] * (len(batch) + 1) > budget:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+class TorchRuntime:
+    """Applies SpeedOptions to one torch module: quantization, autocast, modes.
+
+    The module is changed in place (it stays the one its owner uses):
+    int8 swaps its Linear layers for dynamically quantized ones and keeps the
+    float layers, so that :meth:`float_weights` can put them back for saving.
+    """
+
+    def __init__(self, module: Optional["torch.nn.Module"], options: SpeedOptions) -> None:
+        import torch
+
+        self.module = module
+        self.options = options
+        self._float_layers: Dict[str, "torch.nn.Module"] = {}
+        self._int8_layers: Dict[str, "torch.nn.Module"] = {}
+        self._hook = None
+        if options.torch_threads:
+            torch.set_num_threads(int(options.torch_threads))
+        if module is None:
+            if options.quantize != "none" or options.autocast != "none":
+                warnings.warn("quantize/autocast ignored: this emotion model has no transformer (torch) layers.")
+            return
+        if options.quantize == "int8":
+            self._quantize_int8()
+        if options.autocast != "none":
+            self._hook = module.register_forward_hook(_outputs_to_float32)
+
+    @property
+    def device_type(self) -> str:
+        if self.module is None:
+            return "cpu"
+        param = next(self.module.parameters(), None)
+        return param.device.type if param is not None else "cpu"
+
+    def _quantize_int8(self) -> None:
+        import torch
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        if self.device_type != "cpu":
+            raise ValueError("quantize='int8' (dynamic quantization) runs on the CPU only; use autocast on the GPU.")
+        module = self.module
+        self._float_layers = {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notice pointing at torchao
+            # one scale per output channel: on the emotion MiniLM it kept more test labels than one per tensor, at the same speed
+            quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        self._int8_layers = {n: module.get_submodule(n) for n in self._float_layers}
+
+    @contextlib.contextmanager
+    def float_weights(self) -> Iterator[None]:
+        """Put the original float Linear layers back for the duration (saving)."""
+        for name, layer in self._float_layers.items():
+            self.module.set_submodule(name, layer)
+        try:
+            yield
+        finally:
+            for name, layer in self._int8_layers.items():
+                self.module.set_submodule(name, layer)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """The context a prediction runs in: threads, inference mode and autocast, as set."""
+        import torch
+
+        threads = int(self.options.torch_threads)
+        if threads and torch.get_num_threads() != threads:  # e.g. a server's model thread
+            torch.set_num_threads(threads)
+        with contextlib.ExitStack() as stack:
+            if self.options.inference_mode:
+                stack.enter_context(torch.inference_mode())
+            if self.module is not None and self.options.autocast != "none":
+                dtype = torch.bfloat16 if self.options.autocast == "bf16" else torch.float16
+                stack.enter_context(torch.autocast(device_type=self.device_type, dtype=dtype))
+            yield
+
+
+def _outputs_to_float32(module, args, output):
+    """Forward hook: cast a model output's low-precision float tensors to float32
+    (under autocast the last hidden state may be bf16, which numpy can't hold)."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if hasattr(output, "keys"):  # transformers' ModelOutput
+        for key in list(output.keys()):
+            value = output[key]
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+                output[key] = value.float()
+        return output
+    return None
+
+
 class SpacyPredictor:
     """A trained spaCy pipeline whose textcat predicts the six emotions."""
 
     kind = "spacy"
 
-    def __init__(self, nlp: spacy.Language, source: str = "") -> None:
+    def __init__(self, nlp: spacy.Language, source: str = "", options: Optional[SpeedOptions] = None) -> None:
         textcats = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "textcat"]
         if not textcats:
             raise ValueError(f"The pipeline {source} has no 'textcat' component to predict emotions.")
@@ -78,6 +261,44 @@ class SpacyPredictor:
         labels = list(nlp.get_pipe(self.textcat).labels)
         _label_order(labels, f"the pipeline {source}")
         self.source = source
+        self.runtime = self._apply(options or SpeedOptions())
+
+    def torch_module(self) -> Optional["torch.nn.Module"]:
+        """The Hugging Face model inside the pipeline's transformer component
+        (the `PyTorchShim` of spacy-transformers' TransformerModel), or None."""
+        for name in self.nlp.pipe_names:
+            if self.nlp.get_pipe_meta(name).factory == "transformer":
+                return self.nlp.get_pipe(name).model.layers[0].shims[0]._model
+        return None
+
+    def _apply(self, options: SpeedOptions) -> TorchRuntime:
+        """Apply speed options to the pipeline (once, when it loads)."""
+        self._saved_batch_items: Dict[str, int] = {}
+        if options.sort_by_length:
+            for name in self.nlp.pipe_names:
+                if self.nlp.get_pipe_meta(name).factory == "transformer":
+                    cfg = self.nlp.get_pipe(name).cfg
+                    self._saved_batch_items[name] = cfg["max_batch_items"]
+                    cfg["max_batch_items"] = int(options.batch_tokens)
+        return TorchRuntime(self.torch_module(), options)
+
+    @contextlib.contextmanager
+    def _as_trained(self) -> Iterator[None]:
+        """The pipeline as it was loaded (float weights, own batch settings), to save it."""
+        changed = {name: self.nlp.get_pipe(name).cfg["max_batch_items"] for name in self._saved_batch_items}
+        for name, value in self._saved_batch_items.items():
+            self.nlp.get_pipe(name).cfg["max_batch_items"] = value
+        try:
+            with self.runtime.float_weights():
+                yield
+        finally:
+            for name, value in changed.items():
+                self.nlp.get_pipe(name).cfg["max_batch_items"] = value
+
+    @property
+    def options(self) -> SpeedOptions:
+        """RETURNS (SpeedOptions): the speed options this model runs with."""
+        return self.runtime.options
 
     def predict(self, texts: List[str]) -> np.ndarray:
         """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
@@ -88,18 +309,20 @@ class SpacyPredictor:
         longest = max(len(texts[i]) for i in keep)
         if longest >= self.nlp.max_length:
             self.nlp.max_length = longest + 1
-        docs = self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep))
+        with self.runtime.running():
+            docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
         for i, doc in zip(keep, docs):
             row = np.asarray([doc.cats[label] for label in LABELS], dtype="float32")
             probs[i] = row / row.sum()
         return probs
 
     def to_disk(self, path: Path) -> None:
-        self.nlp.to_disk(path)
+        with self._as_trained():
+            self.nlp.to_disk(path)
 
     @classmethod
-    def from_disk(cls, path: Path) -> "SpacyPredictor":
-        return cls(spacy.load(path), str(path))
+    def from_disk(cls, path: Path, options: Optional[SpeedOptions] = None) -> "SpacyPredictor":
+        return cls(spacy.load(path), str(path), options)
 
 
 class HFPredictor:
@@ -107,7 +330,7 @@ class HFPredictor:
 
     kind = "huggingface"
 
-    def __init__(self, path: Union[str, Path], batch_size: int = 64) -> None:
+    def __init__(self, path: Union[str, Path], batch_size: int = 64, options: Optional[SpeedOptions] = None) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.source = str(path)
@@ -122,6 +345,20 @@ class HFPredictor:
         self.batch_size = batch_size
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_length = min(self.tokenizer.model_max_length, limit, 512)
+        # int8 and autocast apply to the encoder; the small classification head stays float32
+        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions())
+
+    @property
+    def options(self) -> SpeedOptions:
+        """RETURNS (SpeedOptions): the speed options this model runs with."""
+        return self.runtime.options
+
+    def _batches(self, windows: List[List[int]]) -> List[List[int]]:
+        """Indices of the windows per model batch: `batch_size` windows in input
+        order, or with sort_by_length length buckets of `batch_tokens` padded tokens."""
+        if self.options.sort_by_length:
+            return length_batches([len(w) for w in windows], int(self.options.batch_tokens))
+        return [list(range(i, min(i + self.batch_size, len(windows)))) for i in range(0, len(windows), self.batch_size)]
 
     def predict(self, texts: List[str]) -> np.ndarray:
         """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
@@ -141,14 +378,13 @@ class HFPredictor:
         )
         owners = np.asarray(enc["overflow_to_sample_mapping"])
         windows: List[List[int]] = enc["input_ids"]
-        window_probs = []
+        window_probs_arr = np.zeros((len(windows), len(LABELS)), dtype="float32")
         device = next(self.model.parameters()).device
-        with torch.inference_mode():
-            for start in range(0, len(windows), self.batch_size):
-                batch = self._pad(windows[start : start + self.batch_size])
+        with torch.inference_mode(), self.runtime.running():
+            for batch_ids in self._batches(windows):
+                batch = self._pad([windows[i] for i in batch_ids])
                 logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-                window_probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
-        window_probs_arr = np.concatenate(window_probs)[:, self.columns]
+                window_probs_arr[batch_ids] = torch.softmax(logits, dim=-1).cpu().numpy()[:, self.columns]
         weights = np.asarray([len(w) for w in windows], dtype="float32")
         totals = np.zeros((len(keep), len(LABELS)), dtype="float32")
         norm = np.zeros(len(keep), dtype="float32")
@@ -173,12 +409,13 @@ class HFPredictor:
         return batch
 
     def to_disk(self, path: Path) -> None:
-        self.model.save_pretrained(path)
+        with self.runtime.float_weights():
+            self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
     @classmethod
-    def from_disk(cls, path: Path) -> "HFPredictor":
-        return cls(path)
+    def from_disk(cls, path: Path, options: Optional[SpeedOptions] = None) -> "HFPredictor":
+        return cls(path, options=options)
 
 
 Predictor = Union[SpacyPredictor, HFPredictor]
@@ -191,30 +428,34 @@ def _torch_device() -> str:
     return "cuda" if type(get_current_ops()).__name__ == "CupyOps" else "cpu"
 
 
-def from_directory(path: Path) -> Predictor:
-    """Load a predictor from a spaCy pipeline or HF checkpoint directory."""
+def from_directory(path: Path, options: Optional[SpeedOptions] = None) -> Predictor:
+    """Load a predictor from a spaCy pipeline or HF checkpoint directory.
+
+    options (Optional[SpeedOptions]): how to run it (default: as trained).
+    """
     path = Path(path)
     if (path / "config.cfg").is_file():
-        return SpacyPredictor.from_disk(path)
+        return SpacyPredictor.from_disk(path, options)
     if (path / "config.json").is_file():
-        return HFPredictor.from_disk(path)
+        return HFPredictor.from_disk(path, options)
     raise ModelNotFoundError(
         f"{path} is neither a spaCy pipeline (config.cfg) nor a Hugging Face checkpoint (config.json)."
     )
 
 
-def load_predictor(model: str) -> Predictor:
+def load_predictor(model: str, options: Optional[SpeedOptions] = None) -> Predictor:
     """Load the emotion model named by the component's `model` setting.
 
     model (str): an installed spaCy package name or a directory (a trained
         spaCy pipeline or a Hugging Face sequence-classification checkpoint).
+    options (Optional[SpeedOptions]): how to run it (default: as trained).
     RETURNS (Predictor): the loaded model.
     """
     path = Path(str(model)).expanduser()
     if path.is_dir():
-        return from_directory(path)
+        return from_directory(path, options)
     if spacy.util.is_package(str(model)):
-        return SpacyPredictor(spacy.load(str(model)), str(model))
+        return SpacyPredictor(spacy.load(str(model)), str(model), options)
     raise ModelNotFoundError(
         f"Emotion model '{model}' not found: it is neither an installed package nor a directory. {INSTALL_HINT}"
     )
@@ -231,11 +472,12 @@ def predictor_to_bytes(predictor: Predictor) -> bytes:
     return srsly.msgpack_dumps({"kind": predictor.kind, "files": files})
 
 
-def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None) -> Predictor:
+def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None, options: Optional[SpeedOptions] = None) -> Predictor:
     """Restore a predictor from `predictor_to_bytes` output.
 
     keep_dir (Optional[list]): receives the TemporaryDirectory the files were
         unpacked into, so the caller can keep it alive as long as the model.
+    options (Optional[SpeedOptions]): how to run it (default: as trained).
     """
     msg = srsly.msgpack_loads(data)
     tmp = tempfile.TemporaryDirectory(prefix="spacy-emotion-")
@@ -246,4 +488,4 @@ def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None) -> Predic
         target.write_bytes(content)
     if keep_dir is not None:
         keep_dir.append(tmp)
-    return from_directory(root)
+    return from_directory(root, options)

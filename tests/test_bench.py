@@ -1,0 +1,160 @@
+"""benchmarks/bench.py runs end to end on a tiny model and writes well-formed results.
+
+Nothing here asserts a speed: timings of a tiny model on a shared machine say
+nothing. Only that every system, setting and trainer ran and reported
+positive, finite numbers in results.json and results.md.
+"""
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spacy_emotion.labels import LABELS
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def run_script(*args, timeout=900):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def results(trained_pipeline, toy_folder, toy_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = run_script(
+        "--model", trained_pipeline, "--data", toy_folder, "--out", out,
+        "--systems", "A-component,A-pipeline,A-hf,B,C-batch64,C-default",
+        "--variants", "default,int8",
+        "--stream", 200, "--stream-c", 60, "--rss-from", 50, "--repeats", 2, "--latency", 3,
+        "--train-steps", 3, "--train-warmup", 1, "--train-corpus", toy_corpus, "--threads", 1,
+        "--export-dir", out / "export",
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "A-component: stream 200/200 docs" in proc.stderr  # progress lines
+    return out, json.loads((out / "results.json").read_text(encoding="utf8"))
+
+
+def test_results_json_is_complete(results):
+    _, res = results
+    assert set(res) == {"meta", "systems", "variants", "training", "headline"}
+    meta = res["meta"]
+    for key in ("date", "machine", "commit", "command", "model", "device", "test_texts", "stream", "stream_c", "B"):
+        assert meta[key] not in (None, ""), key
+    assert meta["device"] == "cpu" and meta["stream"] == 200 and meta["stream_c"] == 60
+    assert "head" in meta["B"] and meta["B"]["head_from_textcat"] is True
+    assert "bench.py" in meta["command"] and "--stream 200" in meta["command"]
+    assert set(res["systems"]) == {"A-component", "A-pipeline", "A-hf", "B", "C-batch64", "C-default"}
+    for name, system in res["systems"].items():
+        for key in ("load_s", "peak_rss_mb", "import_s"):
+            assert positive(system[key]), (name, key)
+        assert system["torch_threads"] == 1
+        test = system["test"]
+        assert test["repeats"] == 2 and len(test["runs_s"]) == 2
+        assert positive(test["docs_per_s"]) and positive(test["words_per_s"])
+        assert 0.0 <= system["accuracy"] <= 1.0 and 0.0 <= system["macro_f1"] <= 1.0
+        assert system["latency_ms"]["n"] == 3
+        assert positive(system["latency_ms"]["p50"]) and system["latency_ms"]["p95"] >= system["latency_ms"]["p50"]
+        stream = system["stream"]
+        assert stream["docs"] == (60 if name == "C-default" else 200)
+        assert positive(stream["docs_per_s"]) and positive(stream["words_per_s"])
+        assert stream["rss_to_docs"] == stream["docs"] and 0 < stream["rss_from_docs"] < stream["docs"]
+        assert positive(stream["rss_from_mb"]) and positive(stream["rss_to_mb"])
+        assert math.isfinite(stream["rss_growth_pct"])
+        assert "predictions" not in system
+
+
+def test_variants_and_training(results):
+    _, res = results
+    assert list(res["variants"]) == ["default", "int8"]
+    default, int8 = res["variants"]["default"], res["variants"]["int8"]
+    assert default["options"] == {} and int8["options"] == {"quantize": "int8"}
+    assert default["accuracy_delta_points"] == 0.0 and default["agreement"] == 1.0
+    for variant in (default, int8):
+        assert positive(variant["test"]["docs_per_s"]) and isinstance(variant["accuracy_ok"], bool)
+        assert 0.0 <= variant["agreement"] <= 1.0
+        assert "stream" not in variant  # settings are timed on the test texts only by default
+    row = res["training"]["fp32"]
+    for kind in ("spacy", "torch"):
+        assert row[kind]["steps_timed"] == 2 and row[kind]["examples"] > 0
+        assert positive(row[kind]["examples_per_s"])
+    assert positive(row["ratio"]) and positive(row["epoch_s_spacy"])
+    head = res["headline"]
+    for key in ("A_over_B", "A_over_B_stream", "A_over_C_default", "train_spacy_over_torch"):
+        assert positive(head[key]), key
+    assert set(head["targets"]) >= {"A >= 1.0 x B docs/s", "A >= 3 x C-default docs/s", "RSS growth <= 5 %", "training >= 0.8 x plain loop"}
+    assert all(v in (True, False, None) for v in head["targets"].values())
+
+
+def test_results_md(results):
+    out, res = results
+    md = (out / "results.md").read_text(encoding="utf8")
+    assert md.startswith("# spacy-emotion vs plain Transformers")
+    assert "**A/B = " in md and res["meta"]["commit"] in md and res["meta"]["command"] in md
+    for name in list(res["systems"]) + list(res["variants"]):
+        assert f"| {name} |" in md
+    assert "## Training throughput" in md and "| fp32 |" in md
+
+
+def test_export_is_the_pipelines_backbone(trained_pipeline, tmp_path):
+    import spacy
+    from transformers import AutoModelForSequenceClassification
+
+    info = bench.export_hf_checkpoint(trained_pipeline, tmp_path / "ckpt")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt")
+    nlp = spacy.load(trained_pipeline)
+    encoder = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    exported = model.base_model.state_dict()
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(exported[key], value), key
+    softmax = next(n for n in nlp.get_pipe("textcat").model.walk() if n.name == "softmax")
+    assert np.allclose(model.classifier.weight.detach().numpy(), softmax.get_param("W"))
+    assert [model.config.id2label[i] for i in range(6)] == list(LABELS)
+    assert info["head_from_textcat"] and "classifier" in info["head"]
+
+
+def test_helpers():
+    assert bench.LABELS == LABELS
+    order = bench.stream_order(7, 50, seed=3)
+    assert len(order) == 50 and set(Counter(order).values()) <= {7, 8}
+    assert order != sorted(order) and order == bench.stream_order(7, 50, seed=3)
+    assert bench.percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and bench.percentile([1.0, 2.0], 95) == 2.0
+    assert list(bench.batches(range(5), 2)) == [[0, 1], [2, 3], [4]]
+    assert bench.n_words(["a b", " c "]) == 3
+    assert bench.rss_mb() > 0 and bench.peak_rss_mb() >= bench.rss_mb() * 0.5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_gpu_flag_fails_clearly_without_cuda(tmp_path):
+    proc = run_script("--gpu", "--model", tmp_path, "--out", tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "--gpu: no CUDA device" in proc.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_bad_arguments_fail_before_any_work(tmp_path):
+    proc = run_script("--systems", "A-component,D", "--model", tmp_path, "--out", tmp_path, timeout=300)
+    assert proc.returncode != 0 and "unknown system or setting: D" in proc.stderr
+    proc = run_script("--model", tmp_path / "missing", "--out", tmp_path, timeout=300)
+    assert proc.returncode != 0 and "no such pipeline" in proc.stderr

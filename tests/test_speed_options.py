@@ -1,0 +1,198 @@
+"""Speed settings of `emotion_classifier` (sort_by_length, inference_mode,
+torch_threads, quantize, autocast): each gives the default's results, in order.
+
+Tolerances. Float32 settings (length buckets, inference mode, threads) only
+change how padding and sums are grouped: probabilities agree to 1e-5. int8
+rounds every Linear weight to one of 255 levels of its output channel's
+range and quantizes activations per batch; bf16 keeps 8 bits of mantissa (~0.4 %
+relative error per operation). On these tiny 2-layer models the measured
+differences are ~1e-3 (int8) and ~4e-4 (bf16); we allow 0.02 in any
+probability, and require the same label wherever the default's top two are
+more than 2 x 0.02 apart (a smaller margin may flip under any rounding).
+"""
+import warnings
+
+import numpy as np
+import pytest
+import spacy
+import torch
+
+from spacy_emotion.labels import LABELS
+from spacy_emotion.pipeline_component import DEFAULT_CONFIG
+from spacy_emotion.predictors import SpeedOptions, TorchRuntime, length_batches
+
+from conftest import TRF_CONFIG, train_tiny
+from tiny import toy_examples
+
+TEXTS = (
+    [t for t, _ in toy_examples(4, seed=21)]
+    + ["", "i adore you", "   ", "i feel so happy " * 40, "scared"]
+    + ["i am " + "very " * n + "angry" for n in (1, 9, 3, 30)]
+)
+FLOAT32 = 1e-5
+LOW_PRECISION = 0.02
+OPTIONS = [
+    ({"sort_by_length": True, "batch_tokens": 32}, FLOAT32),
+    ({"inference_mode": True}, FLOAT32),
+    ({"torch_threads": 1}, FLOAT32),
+    ({"quantize": "int8"}, LOW_PRECISION),
+    ({"autocast": "bf16"}, LOW_PRECISION),
+    ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "int8"}, LOW_PRECISION),
+]
+
+
+@pytest.fixture(scope="module")
+def learned_pipeline(tiny_bert, toy_corpus, tmp_path_factory):
+    """A tiny trf pipeline trained for 80 steps whatever the config's epochs,
+    so that its predictions depend on the text (labels to compare)."""
+    out = tmp_path_factory.mktemp("learned")
+    return train_tiny(TRF_CONFIG, toy_corpus, out, {"paths.backbone": str(tiny_bert), "training.max_epochs": 0})
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def classifier(model, **config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(model), **config})
+    return nlp
+
+
+def predict(nlp, texts=TEXTS, batch_size=64):
+    docs = list(nlp.pipe(texts, batch_size=batch_size))
+    assert [d.text for d in docs] == list(texts)  # order preserved
+    return np.asarray([[d.cats[k] for k in LABELS] for d in docs]), [d._.emotion for d in docs]
+
+
+def assert_close(probs, labels, base_probs, base_labels, tol):
+    assert np.abs(probs - base_probs).max() <= tol
+    top2 = np.sort(base_probs, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * tol
+    assert [l for l, c in zip(labels, clear) if c] == [l for l, c in zip(base_labels, clear) if c]
+
+
+def test_defaults_change_nothing(learned_pipeline):
+    for key, value in SpeedOptions().to_dict().items():
+        assert DEFAULT_CONFIG[key] == value
+    nlp = classifier(learned_pipeline)
+    component = nlp.get_pipe("emotion_classifier")
+    assert component.predictor.options == SpeedOptions()
+    assert nlp.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 4096
+    inner = spacy.load(learned_pipeline)
+    probs, _ = predict(nlp, TEXTS[:8])
+    direct = np.asarray([[d.cats[k] for k in LABELS] for d in inner.pipe(TEXTS[:8])])
+    assert probs == pytest.approx(direct, abs=1e-6)
+
+
+def test_the_learned_model_is_not_uniform(learned_pipeline):
+    """Guard for the comparisons below: they are vacuous on a constant model."""
+    probs, labels = predict(classifier(learned_pipeline))
+    assert probs.max() > 0.5 and len(set(labels) - {None}) >= 3
+
+
+@pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
+def test_spacy_backend_option_keeps_results(learned_pipeline, options, tol):
+    base_probs, base_labels = predict(classifier(learned_pipeline))
+    fast = classifier(learned_pipeline, **options)
+    for batch_size in (64, 5):
+        probs, labels = predict(fast, batch_size=batch_size)
+        assert_close(probs, labels, base_probs, base_labels, tol)
+    assert fast.get_pipe("emotion_classifier").predictor.options == SpeedOptions(**options)
+
+
+@pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
+def test_hf_backend_option_keeps_results(hf_checkpoint, options, tol):
+    base_probs, base_labels = predict(classifier(hf_checkpoint))
+    probs, labels = predict(classifier(hf_checkpoint, **options), batch_size=7)
+    assert_close(probs, labels, base_probs, base_labels, tol)
+
+
+def test_options_are_applied(learned_pipeline, hf_checkpoint):
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    nlp = classifier(learned_pipeline, quantize="int8", inference_mode=True, sort_by_length=True, batch_tokens=100, torch_threads=1)
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    module = predictor.torch_module()
+    assert any(isinstance(m, Int8Linear) for m in module.modules())
+    assert not any(type(m) is torch.nn.Linear for m in module.modules())
+    assert torch.get_num_threads() == 1
+    assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 100
+    modes = []
+    handle = module.register_forward_pre_hook(lambda m, a: modes.append(torch.is_inference_mode_enabled()))
+    nlp("i feel happy")
+    handle.remove()
+    assert modes and all(modes)
+    # autocast: the encoder's matmuls run in bf16, its outputs come back as float32
+    nlp = classifier(hf_checkpoint, autocast="bf16")
+    model = nlp.get_pipe("emotion_classifier").predictor.model
+    dtypes = []
+    query = model.base_model.encoder.layer[0].attention.self.query
+    handles = [
+        query.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype)),
+        model.base_model.register_forward_hook(lambda m, a, out: dtypes.append(out.last_hidden_state.dtype)),
+    ]
+    nlp("i feel happy")
+    for handle in handles:
+        handle.remove()
+    assert dtypes == [torch.bfloat16, torch.float32]
+
+
+def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_checkpoint):
+    texts = [("i feel happy " * (n % 7 + 1)) + str(n) for n in range(40)][::-1]
+    for model in (learned_pipeline, hf_checkpoint):
+        default = classifier(model)
+        expected = np.asarray([[default(t).cats[k] for k in LABELS] for t in texts])
+        probs, _ = predict(classifier(model, sort_by_length=True, batch_tokens=20), texts, batch_size=40)
+        assert probs == pytest.approx(expected, abs=FLOAT32)
+
+
+def test_length_batches():
+    lengths = [5, 1, 9, 3, 3, 40, 2, 8]
+    batches = length_batches(lengths, budget=12)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)
+    for batch in batches:
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 12
+    assert length_batches([], 10) == []
+
+
+def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path):
+    fast = classifier(learned_pipeline, quantize="int8", sort_by_length=True, batch_tokens=64)
+    quantized_probs, _ = predict(fast)
+    fast.to_disk(tmp_path / "saved")
+    # the saved model is the float one: loaded without speed settings it predicts like the original
+    plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {"quantize": "none", "sort_by_length": False}}})
+    assert plain.get_pipe("emotion_classifier").predictor.options == SpeedOptions(batch_tokens=64)
+    assert plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 4096
+    base_probs, _ = predict(classifier(learned_pipeline))
+    assert predict(plain)[0] == pytest.approx(base_probs, abs=1e-6)
+    # loaded as saved, it runs quantized again
+    again = spacy.load(tmp_path / "saved")
+    assert again.get_pipe("emotion_classifier").predictor.options.quantize == "int8"
+    assert predict(again)[0] == pytest.approx(quantized_probs, abs=1e-6)
+    # and the quantized pipeline itself still works after saving
+    assert predict(fast)[0] == pytest.approx(quantized_probs, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"quantize": "int4"}, {"autocast": "fp8"}, {"quantize": "int8", "autocast": "bf16"}, {"torch_threads": -1}, {"batch_tokens": 0}],
+)
+def test_bad_settings_are_clear_errors(bad):
+    with pytest.raises(ValueError, match="|".join(bad)):
+        classifier("en_emotion_does_not_exist", **bad)
+
+
+def test_no_torch_model_warns_and_ignores():
+    with pytest.warns(UserWarning, match="no transformer"):
+        runtime = TorchRuntime(None, SpeedOptions(quantize="int8"))
+    with runtime.running(), runtime.float_weights():
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TorchRuntime(None, SpeedOptions(inference_mode=True))
