@@ -21,14 +21,18 @@ def progress_console_logger(progress_bar: Optional[str] = "eval", every: int = 2
     def setup(nlp, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> Tuple[Callable, Callable]:
         log_step, finalize = make_console(nlp, stdout, stderr)
         plain = every > 0 and not stderr.isatty()
-        state = {"steps": 0, "start": time.perf_counter()}
+        start = time.perf_counter()
+        state = {"steps": 0, "since": start}
 
         def log(info: Optional[Dict[str, Any]]) -> None:
             state["steps"] += 1
             log_step(info)
             if plain and info is None and state["steps"] % every == 0:
-                per_step = (time.perf_counter() - state["start"]) / state["steps"]
-                stdout.write(f"  … step {state['steps']} ({per_step:.2f} s/step)\n")
+                now = time.perf_counter()
+                per_step = (now - state["since"]) / every
+                state["since"] = now
+                elapsed = (now - start) / 60
+                stdout.write(f"  … step {state['steps']}: {per_step:.2f} s/step, {elapsed:.1f} min elapsed\n")
                 stdout.flush()
 
         return log, finalize

@@ -38,6 +38,7 @@ def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None)
     settings = {
         "paths.train": str(corpus / "train.spacy"),
         "paths.dev": str(corpus / "dev.spacy"),
+        "training.max_epochs": 0,  # the configs count epochs; toy runs count steps
         "training.max_steps": 80,
         "training.eval_frequency": 40,
         "training.logger.progress_bar": None,
