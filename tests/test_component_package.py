@@ -25,6 +25,7 @@ def test_package_pipeline_with_component(trained_pipeline, tmp_path):
     nlp.meta["name"] = "emotion_wrapped"
     nlp.meta["version"] = "0.0.1"
     nlp.to_disk(tmp_path / "pipeline")
+    (tmp_path / "pkg").mkdir()
     run([sys.executable, "-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "pkg"), "--build", "wheel", "--force"], tmp_path)
     wheels = list((tmp_path / "pkg").glob("*/dist/*.whl"))
     assert len(wheels) == 1
