@@ -1,15 +1,13 @@
 """benchmarks/load_test.py: a smoke run on loopback, loopback-only, errors counted."""
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from live_server import serving
 
 from spacy_emotion.inference import build_pipeline
 from spacy_emotion.serve import create_app
@@ -27,28 +25,6 @@ def load_script():
 @pytest.fixture(scope="module")
 def nlp(trained_pipeline):
     return build_pipeline(str(trained_pipeline))
-
-
-@contextmanager
-def serving(app):
-    """Run `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def run_script(*args, timeout=300):

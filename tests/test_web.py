@@ -8,14 +8,12 @@ $SPACY_EMOTION_SCREENSHOTS when set.
 import os
 import re
 import shutil
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from live_server import serving
 from fastapi.testclient import TestClient
 
 from spacy_emotion.inference import build_pipeline, classify_one
@@ -39,28 +37,6 @@ def nlp(trained_pipeline):
 @pytest.fixture(scope="module")
 def app(nlp):
     return create_app(nlp, max_chars=MAX_CHARS)
-
-
-@contextmanager
-def serving(app):
-    """Run `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def test_page_and_assets_are_served(app):
