@@ -665,7 +665,12 @@ def machine_info(device: str) -> Dict[str, Any]:
 
 
 def git_commit() -> str:
-    """HEAD's hash, with '+dirty' when tracked files differ from it."""
+    """HEAD's hash, with '+dirty' when tracked files differ from it.
+
+    Where the checkout has no .git (a copy of the working tree sent to a GPU
+    machine), $SPACY_EMOTION_COMMIT names the commit instead."""
+    if os.environ.get("SPACY_EMOTION_COMMIT"):
+        return os.environ["SPACY_EMOTION_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None) -> Path:
+def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None, use_gpu: int = -1) -> Path:
     """Train `config` on the toy corpus for a few steps; RETURNS model-best."""
     from spacy.cli.train import train
 
@@ -46,7 +46,7 @@ def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None)
     if config.name == "trf.cfg":
         settings.update({"training.optimizer.learn_rate.initial_rate": 0.003, "training.optimizer.learn_rate.warmup_steps": 5})
     settings.update(overrides or {})
-    train(config, output, overrides=settings)
+    train(config, output, overrides=settings, use_gpu=use_gpu)
     return output / "model-best"
 
 

@@ -1,0 +1,70 @@
+"""The GPU paths: training through configs/trf.cfg with a GPU id, and the
+component on the GPU. Skipped where torch sees no CUDA device (see conftest);
+run on a GPU machine with `pytest -m gpu`."""
+import pytest
+import spacy
+
+from spacy_emotion.labels import LABELS
+
+from conftest import TRF_CONFIG, train_tiny
+from tiny import toy_examples
+
+pytestmark = pytest.mark.gpu
+
+TEXTS = [t for t, _ in toy_examples(4, seed=3)]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    from thinc.api import require_gpu, require_cpu
+
+    require_gpu(0)
+    yield 0
+    require_cpu()
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_trf_config_trains_on_gpu(gpu, mixed_precision, tiny_bert, toy_corpus, tmp_path):
+    import cupy
+    import torch
+
+    best = train_tiny(TRF_CONFIG, toy_corpus, tmp_path, {
+        "paths.backbone": str(tiny_bert),
+        "components.transformer.model.mixed_precision": mixed_precision,
+    }, use_gpu=gpu)
+    nlp = spacy.load(best)
+    hf_model = nlp.get_pipe("transformer").model.transformer.shims[0]._model
+    assert next(hf_model.parameters()).device.type == "cuda"
+    doc = nlp(TEXTS[0])
+    assert set(doc.cats) == set(LABELS)
+    assert sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-4)
+    assert isinstance(nlp.get_pipe("textcat").model.get_param("W"), cupy.ndarray)
+    assert torch.cuda.max_memory_allocated() > 0
+
+
+@pytest.mark.parametrize("autocast", ["none", "bf16", "fp16"])
+def test_component_on_gpu_matches_cpu(gpu, trained_pipeline, autocast):
+    """emotion_classifier on the GPU gives the CPU's labels (fp32) or nearly its scores (autocast)."""
+    from thinc.api import require_cpu, require_gpu
+
+    require_cpu()
+    cpu = spacy.blank("en")
+    cpu.add_pipe("emotion_classifier", config={"model": str(trained_pipeline)})
+    expected = [doc.cats for doc in cpu.pipe(TEXTS)]
+    require_gpu(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), "autocast": autocast})
+    got = [doc.cats for doc in nlp.pipe(TEXTS)]
+    tolerance = 1e-4 if autocast == "none" else 0.05
+    for want, have in zip(expected, got):
+        assert have == pytest.approx(want, abs=tolerance)
+        assert all(isinstance(v, float) for v in have.values())
+
+
+def test_hf_checkpoint_on_gpu(gpu, hf_checkpoint):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(hf_checkpoint)})
+    docs = list(nlp.pipe(TEXTS + [""]))
+    assert all(sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-4) for doc in docs)
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    assert next(predictor.model.parameters()).device.type == "cuda"
