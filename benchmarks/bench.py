@@ -21,11 +21,11 @@ throughput (examples/s) of `spacy train` with configs/trf.cfg against a plain
 PyTorch loop with the same backbone, batch size and precision.
 
 B's weights are exported from the trained pipeline: the encoder is the
-transformer component's Hugging Face model, 1:1. The textcat mean-pools token
-vectors, which no AutoModelForSequenceClassification head does, so B's head is
-the architecture's own (BERT: tanh pooler on [CLS] from the backbone, then a
-Linear) with the textcat's output weights copied into its last Linear where
-the shapes match. B and C are there for speed: their labels are not those of
+transformer component's Hugging Face model, 1:1. The textcat reads [CLS]
+and the mean of the token vectors, which no AutoModelForSequenceClassification
+head does, so B's head is the architecture's own (BERT: tanh pooler on [CLS]
+from the backbone, then a Linear), with the textcat's output weights copied
+into its last Linear where the shapes match (they don't for [CLS] + mean). B and C are there for speed: their labels are not those of
 a trained model, and their accuracy is printed only as a check that they ran.
 
     python benchmarks/bench.py --model training/trf/model-best \\
@@ -209,7 +209,7 @@ def export_hf_checkpoint(model_dir: Path, out: Path) -> Dict[str, Any]:
         f"{type(model).__name__}: encoder = the pipeline's transformer weights, 1:1"
         + (" (with the backbone's [CLS] pooler)" if pooler else "")
         + f"; head = the architecture's own ({', '.join(head_modules)}), "
-        + ("its last Linear holding the textcat's output weights (trained on mean-pooled tokens, not on this input)"
+        + ("its last Linear holding the textcat's output weights (trained on [CLS] + mean-pooled tokens, not on this input)"
            if copied else "randomly initialised (seed 0)")
         + ". Speed only: its labels are not a trained model's."
     )
@@ -512,8 +512,12 @@ def run_spacy_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     config["training"]["batcher"]["@batchers"] = "bench_counting_batcher.v1"
     gpu = 0 if job["device"] == "cuda" else -1
     if gpu >= 0:
+        import spacy
         import torch
 
+        # what `spacy train --gpu-id 0` does before init_nlp; without it the
+        # model stays on the CPU (init_nlp's use_gpu does not move it)
+        spacy.require_gpu(gpu)
         torch.cuda.reset_peak_memory_stats()
     nlp = init_nlp(config, use_gpu=gpu)
     log(job["name"], f"training {steps} steps of batch {config['training']['batcher']['size']}")
@@ -530,8 +534,8 @@ def run_spacy_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
-    """A plain PyTorch loop: the same backbone (AutoModel), mean pooling + a
-    Linear head (as the textcat), AdamW (lr 1e-4, weight decay 0.01), gradient
+    """A plain PyTorch loop: the same backbone (AutoModel), [CLS] and mean
+    pooling + a Linear head (as the textcat), AdamW (lr 1e-4, weight decay 0.01), gradient
     clipping 1.0, the same batch size and precision, the same training docs."""
     import torch
     from spacy.tokens import DocBin
@@ -549,7 +553,7 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     path = resolve_backbone(job["backbone"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = AutoModel.from_pretrained(path).to(device)
-    head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS)).to(device)
+    head = torch.nn.Linear(2 * encoder.config.hidden_size, len(LABELS)).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     mixed = job["mixed_precision"]
@@ -570,7 +574,7 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
         with torch.autocast(device_type=device, dtype=torch.float16, enabled=mixed):
             hidden = encoder(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            pooled = torch.cat([hidden[:, 0], (hidden * mask).sum(1) / mask.sum(1)], dim=-1)
             loss = torch.nn.functional.cross_entropy(head(torch.nn.functional.dropout(pooled, 0.1)).float(), gold)
         optimizer.zero_grad()
         scaler.scale(loss).backward()
