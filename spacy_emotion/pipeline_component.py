@@ -13,11 +13,11 @@ keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
 `per_sentence` also `span._.emotion`, `span._.emotion_score` and
 `span._.emotion_cats` for every sentence.
 
-Speed settings (all off by default; see `predictors.SpeedOptions`):
+Speed settings (all off by default; see `speed.SpeedOptions`):
 
     nlp.add_pipe("emotion_classifier", config={
         "sort_by_length": True,    # length-bucketed model batches
-        "batch_tokens": 1024,      # padded tokens per bucket
+        "batch_tokens": 512,       # padded tokens per bucket
         "inference_mode": True,    # torch.inference_mode()
         "torch_threads": 1,        # torch.set_num_threads for the model
         "quantize": "int8",        # dynamic int8 Linear layers (CPU)
@@ -40,9 +40,8 @@ from spacy.util import minibatch, registry
 from thinc.api import Config
 
 from .labels import LABELS
-from .predictors import (
-    Predictor, SpeedOptions, from_directory, load_predictor, predictor_from_bytes, predictor_to_bytes,
-)
+from .predictors import Predictor, from_directory, load_predictor, predictor_from_bytes, predictor_to_bytes
+from .speed import SpeedOptions
 
 DEFAULT_CONFIG_STR = """
 [emotion_classifier]
@@ -52,7 +51,7 @@ per_sentence = false
 cats_prefix = ""
 scorer = {"@scorers":"spacy_emotion.emotion_scorer.v1"}
 sort_by_length = false
-batch_tokens = 1024
+batch_tokens = 512
 inference_mode = false
 torch_threads = 0
 quantize = "none"
@@ -103,7 +102,7 @@ def make_emotion_classifier(
     cats_prefix: str,
     scorer: Optional[Callable],
     sort_by_length: bool = False,
-    batch_tokens: int = 1024,
+    batch_tokens: int = 512,
     inference_mode: bool = False,
     torch_threads: int = 0,
     quantize: str = "none",
@@ -135,7 +134,7 @@ class EmotionClassifier(Pipe):
         cats_prefix: str = "",
         scorer: Optional[Callable] = emotion_score,
         sort_by_length: bool = False,
-        batch_tokens: int = 1024,
+        batch_tokens: int = 512,
         inference_mode: bool = False,
         torch_threads: int = 0,
         quantize: str = "none",
@@ -152,7 +151,7 @@ class EmotionClassifier(Pipe):
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
             autocast: speed settings, applied when the model loads (see
-            `predictors.SpeedOptions`); the defaults change nothing.
+            `speed.SpeedOptions`); the defaults change nothing.
         """
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")

@@ -19,7 +19,7 @@ import torch
 
 from spacy_emotion.labels import LABELS
 from spacy_emotion.pipeline_component import DEFAULT_CONFIG
-from spacy_emotion.predictors import SpeedOptions, TorchRuntime, length_batches
+from spacy_emotion.speed import SpeedOptions, TorchRuntime, length_batches
 
 from conftest import TRF_CONFIG, train_tiny
 from tiny import toy_examples
@@ -46,7 +46,12 @@ def learned_pipeline(tiny_bert, toy_corpus, tmp_path_factory):
     """A tiny trf pipeline trained for 80 steps whatever the config's epochs,
     so that its predictions depend on the text (labels to compare)."""
     out = tmp_path_factory.mktemp("learned")
-    return train_tiny(TRF_CONFIG, toy_corpus, out, {"paths.backbone": str(tiny_bert), "training.max_epochs": 0})
+    # a padded-batch budget of its own (not the component's batch_tokens), to see which one runs
+    settings = {"paths.backbone": str(tiny_bert), "training.max_epochs": 0, "components.transformer.max_batch_items": PIPELINE_BUDGET}
+    return train_tiny(TRF_CONFIG, toy_corpus, out, settings)
+
+
+PIPELINE_BUDGET = 4096
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +86,7 @@ def test_defaults_change_nothing(learned_pipeline):
     nlp = classifier(learned_pipeline)
     component = nlp.get_pipe("emotion_classifier")
     assert component.predictor.options == SpeedOptions()
-    assert nlp.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 4096
+    assert nlp.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
     inner = spacy.load(learned_pipeline)
     probs, _ = predict(nlp, TEXTS[:8])
     direct = np.asarray([[d.cats[k] for k in LABELS] for d in inner.pipe(TEXTS[:8])])
@@ -168,7 +173,7 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path):
     # the saved model is the float one: loaded without speed settings it predicts like the original
     plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {"quantize": "none", "sort_by_length": False}}})
     assert plain.get_pipe("emotion_classifier").predictor.options == SpeedOptions(batch_tokens=64)
-    assert plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 4096
+    assert plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
     base_probs, _ = predict(classifier(learned_pipeline))
     assert predict(plain)[0] == pytest.approx(base_probs, abs=1e-6)
     # loaded as saved, it runs quantized again
