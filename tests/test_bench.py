@@ -63,7 +63,8 @@ def test_results_json_is_complete(results):
     for key in ("date", "machine", "commit", "command", "model", "device", "test_texts", "stream", "stream_c", "B"):
         assert meta[key] not in (None, ""), key
     assert meta["device"] == "cpu" and meta["stream"] == 200 and meta["stream_c"] == 60
-    assert "head" in meta["B"] and meta["B"]["head_from_textcat"] is True
+    # configs/trf.cfg's textcat reads [CLS] + mean (2 x hidden): no AutoModel head has that shape
+    assert "head" in meta["B"] and meta["B"]["head_from_textcat"] is False
     assert "bench.py" in meta["command"] and "--stream 200" in meta["command"]
     assert set(res["systems"]) == {"A-component", "A-pipeline", "A-hf", "B", "C-batch64", "C-default"}
     for name, system in res["systems"].items():
@@ -117,21 +118,38 @@ def test_results_md(results):
     assert "## Training throughput" in md and "| fp32 |" in md
 
 
-def test_export_is_the_pipelines_backbone(trained_pipeline, tmp_path):
+@pytest.fixture(scope="module")
+def mean_pooled_pipeline(tiny_bert, toy_corpus, tmp_path_factory):
+    """trf.cfg with mean pooling only: its textcat W (6 x hidden) fits B's classifier."""
+    from conftest import TRF_CONFIG, train_tiny
+
+    out = tmp_path_factory.mktemp("mean")
+    overrides = {"paths.backbone": str(tiny_bert), "components.textcat.model.use_reduce_first": False, "training.max_steps": 20}
+    return train_tiny(TRF_CONFIG, toy_corpus, out, overrides)
+
+
+@pytest.mark.parametrize("pooling", ["cls+mean", "mean"])
+def test_export_is_the_pipelines_backbone(pooling, trained_pipeline, mean_pooled_pipeline, tmp_path):
     import spacy
     from transformers import AutoModelForSequenceClassification
 
-    info = bench.export_hf_checkpoint(trained_pipeline, tmp_path / "ckpt")
+    source = trained_pipeline if pooling == "cls+mean" else mean_pooled_pipeline
+    info = bench.export_hf_checkpoint(source, tmp_path / "ckpt")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt")
-    nlp = spacy.load(trained_pipeline)
+    nlp = spacy.load(source)
     encoder = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
     exported = model.base_model.state_dict()
     for key, value in encoder.state_dict().items():
         assert torch.equal(exported[key], value), key
-    softmax = next(n for n in nlp.get_pipe("textcat").model.walk() if n.name == "softmax")
-    assert np.allclose(model.classifier.weight.detach().numpy(), softmax.get_param("W"))
     assert [model.config.id2label[i] for i in range(6)] == list(LABELS)
-    assert info["head_from_textcat"] and "classifier" in info["head"]
+    W = next(n for n in nlp.get_pipe("textcat").model.walk() if n.name == "softmax").get_param("W")
+    head = model.classifier.weight.detach().numpy()
+    if pooling == "mean":
+        assert np.allclose(head, W)
+        assert info["head_from_textcat"] and "classifier" in info["head"]
+    else:  # [CLS] + mean: W is 6 x (2 x hidden), the classifier 6 x hidden; left as initialised
+        assert W.shape == (6, 2 * head.shape[1])
+        assert info["head_from_textcat"] is False
 
 
 def test_helpers():
