@@ -101,14 +101,15 @@ def make_emotion_classifier(
     per_sentence: bool,
     cats_prefix: str,
     scorer: Optional[Callable],
-    sort_by_length: bool = False,
-    batch_tokens: int = 512,
-    inference_mode: bool = False,
-    torch_threads: int = 0,
-    quantize: str = "none",
-    autocast: str = "none",
+    sort_by_length: bool,
+    batch_tokens: int,
+    inference_mode: bool,
+    torch_threads: int,
+    quantize: str,
+    autocast: str,
 ) -> "EmotionClassifier":
-    """Create an `emotion_classifier` (see EmotionClassifier)."""
+    """Create an `emotion_classifier` (see EmotionClassifier); spaCy fills
+    every argument from DEFAULT_CONFIG and the user's config."""
     return EmotionClassifier(
         nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer,
         sort_by_length=sort_by_length, batch_tokens=batch_tokens, inference_mode=inference_mode,

@@ -80,33 +80,34 @@ class SpacyPredictor:
     kind = "spacy"
 
     def __init__(self, nlp: spacy.Language, source: str = "", options: Optional[SpeedOptions] = None) -> None:
-        textcats = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "textcat"]
+        self.nlp = nlp
+        textcats = self._components("textcat")
         if not textcats:
             raise ValueError(f"The pipeline {source} has no 'textcat' component to predict emotions.")
-        self.nlp = nlp
         self.textcat = textcats[0]
         labels = list(nlp.get_pipe(self.textcat).labels)
         _label_order(labels, f"the pipeline {source}")
         self.source = source
         self.runtime = self._apply(options or SpeedOptions())
 
+    def _components(self, factory: str) -> List[str]:
+        """Names of the pipeline's components made by `factory`, in pipeline order."""
+        return [n for n in self.nlp.pipe_names if self.nlp.get_pipe_meta(n).factory == factory]
+
     def torch_module(self) -> Optional["torch.nn.Module"]:
-        """The Hugging Face model inside the pipeline's transformer component
-        (the `PyTorchShim` of spacy-transformers' TransformerModel), or None."""
-        for name in self.nlp.pipe_names:
-            if self.nlp.get_pipe_meta(name).factory == "transformer":
-                return self.nlp.get_pipe(name).model.layers[0].shims[0]._model
-        return None
+        """The Hugging Face model inside the pipeline's (first) transformer
+        component, or None for a pipeline without one."""
+        transformers = self._components("transformer")
+        return self.nlp.get_pipe(transformers[0]).model.transformer if transformers else None
 
     def _apply(self, options: SpeedOptions) -> TorchRuntime:
         """Apply speed options to the pipeline (once, when it loads)."""
         self._saved_batch_items: Dict[str, int] = {}
         if options.sort_by_length:
-            for name in self.nlp.pipe_names:
-                if self.nlp.get_pipe_meta(name).factory == "transformer":
-                    cfg = self.nlp.get_pipe(name).cfg
-                    self._saved_batch_items[name] = cfg["max_batch_items"]
-                    cfg["max_batch_items"] = int(options.batch_tokens)
+            for name in self._components("transformer"):
+                cfg = self.nlp.get_pipe(name).cfg
+                self._saved_batch_items[name] = cfg["max_batch_items"]
+                cfg["max_batch_items"] = int(options.batch_tokens)
         return TorchRuntime(self.torch_module(), options)
 
     @contextlib.contextmanager
