@@ -13,18 +13,21 @@ keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
 `per_sentence` also `span._.emotion`, `span._.emotion_score` and
 `span._.emotion_cats` for every sentence.
 
-Speed settings (all off by default; see `speed.SpeedOptions`):
+Speed settings (see `speed.SpeedOptions`), with their defaults:
 
     nlp.add_pipe("emotion_classifier", config={
         "sort_by_length": True,    # length-bucketed model batches
         "batch_tokens": 512,       # padded tokens per bucket
         "inference_mode": True,    # torch.inference_mode()
-        "torch_threads": 1,        # torch.set_num_threads for the model
-        "quantize": "int8",        # dynamic int8 Linear layers (CPU)
-        "autocast": "bf16",        # bf16/fp16 autocast
+        "torch_threads": 0,        # torch.set_num_threads for the model (0: torch's)
+        "quantize": "auto",        # Linear layers: bf16 on CPUs with native bf16,
+                                   # else float32; or "none", "int8", "bf16"
+        "autocast": "none",        # bf16/fp16 autocast (GPU)
     })
 
-They apply when the model loads and never change what is saved.
+They apply when the model loads and never change what is saved. To run
+the model exactly as trained (float32, the pipeline's own batches), set
+sort_by_length false, inference_mode false and quantize "none".
 """
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
@@ -50,11 +53,11 @@ threshold = 0.0
 per_sentence = false
 cats_prefix = ""
 scorer = {"@scorers":"spacy_emotion.emotion_scorer.v1"}
-sort_by_length = false
+sort_by_length = true
 batch_tokens = 512
-inference_mode = false
+inference_mode = true
 torch_threads = 0
-quantize = "none"
+quantize = "auto"
 autocast = "none"
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
@@ -134,11 +137,11 @@ class EmotionClassifier(Pipe):
         per_sentence: bool = False,
         cats_prefix: str = "",
         scorer: Optional[Callable] = emotion_score,
-        sort_by_length: bool = False,
+        sort_by_length: bool = True,
         batch_tokens: int = 512,
-        inference_mode: bool = False,
+        inference_mode: bool = True,
         torch_threads: int = 0,
-        quantize: str = "none",
+        quantize: str = "auto",
         autocast: str = "none",
     ) -> None:
         """
@@ -152,7 +155,7 @@ class EmotionClassifier(Pipe):
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
             autocast: speed settings, applied when the model loads (see
-            `speed.SpeedOptions`); the defaults change nothing.
+            `speed.SpeedOptions`).
         """
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")

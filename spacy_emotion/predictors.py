@@ -19,8 +19,10 @@ uniform distribution (1/6 for every label).
 
 Both backends take :class:`SpeedOptions` (the speed settings of
 `emotion_classifier`, see its config): length-bucketed batches, inference
-mode, torch threads, dynamic int8 quantization and bf16/fp16 autocast. The
-defaults change nothing.
+mode, torch threads, int8 or bf16 Linear layers and bf16/fp16 autocast.
+Without options a predictor runs the model as trained
+(:meth:`SpeedOptions.as_trained`: float32, the pipeline's own batching);
+the component passes its own settings, fast by default.
 """
 import contextlib
 import json
@@ -88,7 +90,7 @@ class SpacyPredictor:
         labels = list(nlp.get_pipe(self.textcat).labels)
         _label_order(labels, f"the pipeline {source}")
         self.source = source
-        self.runtime = self._apply(options or SpeedOptions())
+        self.runtime = self._apply(options or SpeedOptions.as_trained())
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
@@ -174,7 +176,7 @@ class HFPredictor:
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_length = min(self.tokenizer.model_max_length, limit, 512)
         # int8 and autocast apply to the encoder; the small classification head stays float32
-        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions())
+        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions.as_trained())
 
     @property
     def options(self) -> SpeedOptions:
@@ -259,7 +261,7 @@ def _torch_device() -> str:
 def from_directory(path: Path, options: Optional[SpeedOptions] = None) -> Predictor:
     """Load a predictor from a spaCy pipeline or HF checkpoint directory.
 
-    options (Optional[SpeedOptions]): how to run it (default: as trained).
+    options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
     """
     path = Path(path)
     if (path / "config.cfg").is_file():
@@ -276,7 +278,7 @@ def load_predictor(model: str, options: Optional[SpeedOptions] = None) -> Predic
 
     model (str): an installed spaCy package name or a directory (a trained
         spaCy pipeline or a Hugging Face sequence-classification checkpoint).
-    options (Optional[SpeedOptions]): how to run it (default: as trained).
+    options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
     RETURNS (Predictor): the loaded model.
     """
     path = Path(str(model)).expanduser()
@@ -305,7 +307,7 @@ def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None, options: 
 
     keep_dir (Optional[list]): receives the TemporaryDirectory the files were
         unpacked into, so the caller can keep it alive as long as the model.
-    options (Optional[SpeedOptions]): how to run it (default: as trained).
+    options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
     """
     msg = srsly.msgpack_loads(data)
     tmp = tempfile.TemporaryDirectory(prefix="spacy-emotion-")

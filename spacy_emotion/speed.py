@@ -1,27 +1,31 @@
 """Speed settings of `emotion_classifier` and the torch runtime that applies them.
 
 :class:`SpeedOptions` is what the component's config holds (length-bucketed
-batches, inference mode, torch threads, dynamic int8 quantization, bf16/fp16
+batches, inference mode, torch threads, int8 or bf16 Linear layers, bf16/fp16
 autocast); :class:`TorchRuntime` applies them to the predictor's torch module;
-:func:`length_batches` cuts texts into length buckets. The defaults change
-nothing. Measured speed and accuracy of each: benchmarks/RESULTS.md.
+:func:`length_batches` cuts texts into length buckets.
+
+The defaults are the settings measured to be faster at the same labels:
+length buckets, inference mode, and on a CPU that computes bf16 natively
+(AVX-512 BF16 or AMX) bf16 Linear layers (2x the float32 speed of the
+trained MiniLM, 100 % of its test labels). :meth:`SpeedOptions.as_trained`
+changes nothing. Measured speed and accuracy of each: benchmarks/RESULTS.md.
 """
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 
-QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_MODES = ("auto", "none", "int8", "bf16")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class SpeedOptions:
-    """How a predictor runs its torch model. The defaults change nothing.
+    """How a predictor runs its torch model (defaults: see the module's doc).
 
     sort_by_length (bool): length-bucketed model batches. The texts (HF
         backend: the windows) are sorted by length and cut into batches of at
@@ -41,22 +45,28 @@ class SpeedOptions:
         in any thread that runs it (the setting then stays in that thread);
         0 keeps torch's setting (one thread per core). On a small or busy
         machine fewer threads can be faster.
-    quantize (str): "none", or "int8": dynamic int8 quantization of the
-        transformer's Linear layers (torch.ao.quantization.quantize_dynamic,
-        weights scaled per output channel; CPU only, fast on CPUs with
-        AVX-512 VNNI). Saving the pipeline still
-        writes the original float weights.
+    quantize (str): the format of the transformer's Linear layers:
+        "none" (float32, as trained); "int8": dynamic int8 quantization
+        (torch.ao.quantization.quantize_dynamic, weights scaled per output
+        channel; CPU only, fast on CPUs with AVX-512 VNNI; changes a few
+        labels); "bf16": bf16 weights and matrix products, float32 inputs
+        and outputs (everything else, LayerNorm and softmax included, stays
+        float32); "auto": "bf16" on a CPU that computes bf16 natively
+        (AVX-512 BF16 or AMX; see :func:`native_bf16_cpu`), "none" on other
+        CPUs, on a GPU, and when `autocast` is set. Saving the pipeline
+        still writes the original float weights.
     autocast (str): "none", "bf16" or "fp16": run the transformer under
-        `torch.autocast` in that dtype (bf16 is fast on CPUs with AVX-512
-        BF16 and on recent GPUs); outputs are cast back to float32. Not
-        together with int8.
+        `torch.autocast` in that dtype, for GPUs; outputs are cast back to
+        float32. On a CPU quantize="bf16" is as fast with a lower
+        single-text latency (it casts the weights once, autocast in every
+        call). Not together with quantize "int8" or "bf16".
     """
 
-    sort_by_length: bool = False
+    sort_by_length: bool = True
     batch_tokens: int = 512
-    inference_mode: bool = False
+    inference_mode: bool = True
     torch_threads: int = 0
-    quantize: str = "none"
+    quantize: str = "auto"
     autocast: str = "none"
 
     def __post_init__(self) -> None:
@@ -64,12 +74,29 @@ class SpeedOptions:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.autocast not in AUTOCAST_MODES:
             raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
-        if self.quantize != "none" and self.autocast != "none":
-            raise ValueError("quantize='int8' and autocast can't be combined: int8 layers take float32 inputs only")
+        if self.quantize in ("int8", "bf16") and self.autocast != "none":
+            raise ValueError(
+                f"quantize={self.quantize!r} and autocast={self.autocast!r} can't be combined: "
+                "the quantized Linear layers take float32 inputs; use one of them"
+            )
         if int(self.torch_threads) < 0:
             raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}")
         if int(self.batch_tokens) < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+
+    @classmethod
+    def as_trained(cls, **changes: Any) -> "SpeedOptions":
+        """Options that change nothing: float32, the pipeline's own batching."""
+        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none")
+        return cls(**{**plain, **changes})
+
+    def linear_format(self, device_type: str) -> str:
+        """What quantize means on this device: "none", "int8" or "bf16" ("auto" resolved)."""
+        if self.quantize != "auto":
+            return self.quantize
+        if self.autocast == "none" and device_type == "cpu" and native_bf16_cpu():
+            return "bf16"
+        return "none"
 
     @classmethod
     def from_cfg(cls, cfg: Dict[str, Any]) -> "SpeedOptions":
@@ -103,27 +130,30 @@ def length_batches(lengths: List[int], budget: int) -> List[List[int]]:
 class TorchRuntime:
     """Applies SpeedOptions to one torch module: quantization, autocast, modes.
 
-    The module is changed in place (it stays the one its owner uses):
-    int8 swaps its Linear layers for dynamically quantized ones and keeps the
-    float layers, so that :meth:`float_weights` can put them back for saving.
+    The module is changed in place (it stays the one its owner uses): int8
+    and bf16 swap its Linear layers for quantized ones and keep the float
+    layers, so that :meth:`float_weights` can put them back for saving.
+    `linear_format` says which format runs ("auto" resolved).
     """
 
-    def __init__(self, module: Optional["torch.nn.Module"], options: SpeedOptions) -> None:
-        import torch
-
+    def __init__(self, module: Optional[torch.nn.Module], options: SpeedOptions) -> None:
         self.module = module
         self.options = options
-        self._float_layers: Dict[str, "torch.nn.Module"] = {}
-        self._int8_layers: Dict[str, "torch.nn.Module"] = {}
+        self._float_layers: Dict[str, torch.nn.Module] = {}
+        self._fast_layers: Dict[str, torch.nn.Module] = {}
         self._hook = None
+        self.linear_format = "none"
         if options.torch_threads:
             torch.set_num_threads(int(options.torch_threads))
         if module is None:
-            if options.quantize != "none" or options.autocast != "none":
+            if options.quantize not in ("none", "auto") or options.autocast != "none":
                 warnings.warn("quantize/autocast ignored: this emotion model has no transformer (torch) layers.")
             return
-        if options.quantize == "int8":
+        self.linear_format = options.linear_format(self.device_type)
+        if self.linear_format == "int8":
             self._quantize_int8()
+        elif self.linear_format == "bf16":
+            self._swap_linear_layers(Bf16Linear)
         if options.autocast != "none":
             self._hook = module.register_forward_hook(_outputs_to_float32)
 
@@ -135,7 +165,6 @@ class TorchRuntime:
         return param.device.type if param is not None else "cpu"
 
     def _quantize_int8(self) -> None:
-        import torch
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         if self.device_type != "cpu":
@@ -146,7 +175,14 @@ class TorchRuntime:
             warnings.simplefilter("ignore")  # torch's deprecation notice pointing at torchao
             # one scale per output channel: on the emotion MiniLM it kept more test labels than one per tensor, at the same speed
             quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-        self._int8_layers = {n: module.get_submodule(n) for n in self._float_layers}
+        self._fast_layers = {n: module.get_submodule(n) for n in self._float_layers}
+
+    def _swap_linear_layers(self, make: Callable[[torch.nn.Linear], torch.nn.Module]) -> None:
+        """Replace every Linear layer by `make(layer)`, keeping the float layers."""
+        self._float_layers = {n: m for n, m in self.module.named_modules() if isinstance(m, torch.nn.Linear)}
+        self._fast_layers = {n: make(m) for n, m in self._float_layers.items()}
+        for name, layer in self._fast_layers.items():
+            self.module.set_submodule(name, layer)
 
     @contextlib.contextmanager
     def float_weights(self) -> Iterator[None]:
@@ -156,14 +192,12 @@ class TorchRuntime:
         try:
             yield
         finally:
-            for name, layer in self._int8_layers.items():
+            for name, layer in self._fast_layers.items():
                 self.module.set_submodule(name, layer)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """The context a prediction runs in: threads, inference mode and autocast, as set."""
-        import torch
-
         threads = int(self.options.torch_threads)
         if threads and torch.get_num_threads() != threads:  # e.g. a server's model thread
             torch.set_num_threads(threads)
@@ -176,11 +210,45 @@ class TorchRuntime:
             yield
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX tiles), as
+    torch's CPU feature checks report it; False where torch can't tell."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+BF16_ROWS = 64
+"""Bf16Linear pads its input rows to a multiple of this: few distinct matrix
+shapes, so that oneDNN's cache of compiled bf16 kernels (one per shape, up to
+1,024 of them) stays small instead of growing with every batch size."""
+
+
+class Bf16Linear(torch.nn.Module):
+    """A Linear layer with bf16 weights: float32 in, bf16 matrix product,
+    float32 out. The weights are buffers: nothing here is trained."""
+
+    def __init__(self, layer: torch.nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.register_buffer("weight", layer.weight.detach().to(torch.bfloat16))
+        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        n = rows.shape[0]
+        pad = -n % BF16_ROWS
+        if pad:
+            rows = torch.nn.functional.pad(rows, (0, 0, 0, pad))
+        out = torch.nn.functional.linear(rows, self.weight, self.bias)[:n]
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, dtype=bfloat16"
+
+
 def _outputs_to_float32(module, args, output):
     """Forward hook: cast a model output's low-precision float tensors to float32
     (under autocast the last hidden state may be bf16, which numpy can't hold)."""
-    import torch
-
     if isinstance(output, torch.Tensor):
         return output.float() if output.is_floating_point() else output
     if hasattr(output, "keys"):  # transformers' ModelOutput

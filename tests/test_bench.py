@@ -46,7 +46,7 @@ def results(trained_pipeline, toy_folder, toy_corpus, tmp_path_factory):
     proc = run_script(
         "--model", trained_pipeline, "--data", toy_folder, "--out", out,
         "--systems", "A-component,A-pipeline,A-hf,B,C-batch64,C-default",
-        "--variants", "default,int8",
+        "--variants", "default,int8,as-trained",
         "--stream", 200, "--stream-c", 60, "--rss-from", 50, "--repeats", 2, "--latency", 3,
         "--train-steps", 3, "--train-warmup", 1, "--train-corpus", toy_corpus, "--threads", 1,
         "--export-dir", out / "export",
@@ -88,11 +88,14 @@ def test_results_json_is_complete(results):
 
 def test_variants_and_training(results):
     _, res = results
-    assert list(res["variants"]) == ["default", "int8"]
-    default, int8 = res["variants"]["default"], res["variants"]["int8"]
+    # the model as trained runs first: the others' accuracy change and agreement are against it
+    assert list(res["variants"]) == ["as-trained", "default", "int8"] and res["meta"]["reference_variant"] == "as-trained"
+    reference, default, int8 = (res["variants"][k] for k in ("as-trained", "default", "int8"))
     assert default["options"] == {} and int8["options"] == {"quantize": "int8"}
-    assert default["accuracy_delta_points"] == 0.0 and default["agreement"] == 1.0
-    for variant in (default, int8):
+    assert reference["accuracy_delta_points"] == 0.0 and reference["agreement"] == 1.0
+    assert reference["linear_format"] == "none" and int8["linear_format"] == "int8"
+    assert default["linear_format"] in ("bf16", "none")
+    for variant in (reference, default, int8):
         assert positive(variant["test"]["docs_per_s"]) and isinstance(variant["accuracy_ok"], bool)
         assert 0.0 <= variant["agreement"] <= 1.0
         assert "stream" not in variant  # settings are timed on the test texts only by default

@@ -11,6 +11,7 @@ from spacy.training import Example
 
 from spacy_emotion.labels import LABELS
 from spacy_emotion.predictors import ModelNotFoundError
+from spacy_emotion.speed import SpeedOptions
 
 from tiny import make_backbone, toy_examples
 
@@ -42,9 +43,12 @@ def test_doc_cats_and_extensions(nlp, trained_pipeline):
     top = max(LABELS, key=doc.cats.get)
     assert doc._.emotion == top
     assert doc._.emotion_score == pytest.approx(doc.cats[top])
-    # the same as the trained pipeline's own textcat
+    # the trained pipeline's own textcat: the same scores when run as trained,
+    # nearly the same with the default speed settings (bf16 Linear layers on a CPU with native bf16)
     inner = spacy.load(trained_pipeline)("i feel so happy and glad today").cats
-    assert doc.cats == pytest.approx({k: inner[k] for k in LABELS}, abs=1e-6)
+    as_trained = classifier(trained_pipeline, **SpeedOptions.as_trained().to_dict())("i feel so happy and glad today")
+    assert as_trained.cats == pytest.approx({k: inner[k] for k in LABELS}, abs=1e-6)
+    assert doc.cats == pytest.approx({k: inner[k] for k in LABELS}, abs=0.02)
 
 
 def test_learned_the_toy_task(nlp):

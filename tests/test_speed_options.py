@@ -1,5 +1,7 @@
 """Speed settings of `emotion_classifier` (sort_by_length, inference_mode,
-torch_threads, quantize, autocast): each gives the default's results, in order.
+torch_threads, quantize, autocast): each gives the results of the model as
+trained (`SpeedOptions.as_trained()`: float32, the pipeline's own batches),
+in order; the defaults are checked the same way.
 
 Tolerances. Float32 settings (length buckets, inference mode, threads) only
 change how padding and sums are grouped: probabilities agree to 1e-5. int8
@@ -19,7 +21,7 @@ import torch
 
 from spacy_emotion.labels import LABELS
 from spacy_emotion.pipeline_component import DEFAULT_CONFIG
-from spacy_emotion.speed import SpeedOptions, TorchRuntime, length_batches
+from spacy_emotion.speed import Bf16Linear, SpeedOptions, TorchRuntime, length_batches, native_bf16_cpu
 
 from conftest import TRF_CONFIG, train_tiny
 from tiny import toy_examples
@@ -31,14 +33,24 @@ TEXTS = (
 )
 FLOAT32 = 1e-5
 LOW_PRECISION = 0.02
+AS_TRAINED = SpeedOptions.as_trained().to_dict()
+# each is applied on top of AS_TRAINED (a setting alone), except "defaults"
 OPTIONS = [
     ({"sort_by_length": True, "batch_tokens": 32}, FLOAT32),
     ({"inference_mode": True}, FLOAT32),
     ({"torch_threads": 1}, FLOAT32),
     ({"quantize": "int8"}, LOW_PRECISION),
+    ({"quantize": "bf16"}, LOW_PRECISION),
     ({"autocast": "bf16"}, LOW_PRECISION),
     ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "int8"}, LOW_PRECISION),
+    ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "bf16"}, LOW_PRECISION),
+    ("defaults", LOW_PRECISION),
 ]
+
+
+def settings(options):
+    """The component config of an OPTIONS entry."""
+    return {} if options == "defaults" else {**AS_TRAINED, **options}
 
 
 @pytest.fixture(scope="module")
@@ -80,39 +92,82 @@ def assert_close(probs, labels, base_probs, base_labels, tol):
     assert [l for l, c in zip(labels, clear) if c] == [l for l, c in zip(base_labels, clear) if c]
 
 
-def test_defaults_change_nothing(learned_pipeline):
+def test_default_config_matches_speed_options():
     for key, value in SpeedOptions().to_dict().items():
         assert DEFAULT_CONFIG[key] == value
-    nlp = classifier(learned_pipeline)
-    component = nlp.get_pipe("emotion_classifier")
-    assert component.predictor.options == SpeedOptions()
-    assert nlp.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
+    assert SpeedOptions() == SpeedOptions(sort_by_length=True, inference_mode=True, quantize="auto", autocast="none")
+
+
+def test_as_trained_changes_nothing(learned_pipeline):
+    """With as_trained settings the component gives spacy.load's own scores."""
+    nlp = classifier(learned_pipeline, **AS_TRAINED)
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    assert predictor.options == SpeedOptions.as_trained()
+    assert predictor.runtime.linear_format == "none"
+    assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
     inner = spacy.load(learned_pipeline)
     probs, _ = predict(nlp, TEXTS[:8])
     direct = np.asarray([[d.cats[k] for k in LABELS] for d in inner.pipe(TEXTS[:8])])
     assert probs == pytest.approx(direct, abs=1e-6)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_quantize_auto_is_bf16_only_on_a_native_bf16_cpu(learned_pipeline, monkeypatch, native):
+    monkeypatch.setattr("spacy_emotion.speed.native_bf16_cpu", lambda: native)
+    predictor = classifier(learned_pipeline).get_pipe("emotion_classifier").predictor
+    assert predictor.options.quantize == "auto"
+    assert predictor.runtime.linear_format == ("bf16" if native else "none")
+    has_bf16 = any(isinstance(m, Bf16Linear) for m in predictor.torch_module().modules())
+    assert has_bf16 == native
+    # with autocast set, or on a GPU, auto keeps float32 Linear layers
+    assert SpeedOptions(autocast="bf16").linear_format("cpu") == "none"
+    assert SpeedOptions().linear_format("cuda") == "none"
+    assert SpeedOptions(quantize="int8").linear_format("cpu") == "int8"
+
+
+def test_native_bf16_cpu_reads_torch_checks(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert native_bf16_cpu() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert native_bf16_cpu() is True
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 16), (5, 16), (64, 16), (1, 65, 16)])
+def test_bf16_linear_matches_float_linear(shape):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 24)
+    fast = Bf16Linear(layer)
+    x = torch.randn(*shape)
+    out = fast(x)
+    assert out.shape == (*shape[:-1], 24) and out.dtype == torch.float32
+    assert torch.allclose(out, layer(x), atol=0.05, rtol=0.02)
+    # the rows are padded to a multiple of BF16_ROWS, never mixed: row i depends on input row i only
+    single = fast(x.reshape(-1, 16)[:1])
+    assert torch.allclose(single[0], out.reshape(-1, 24)[0], atol=1e-5)
+    assert not any(p.requires_grad for p in fast.parameters()) and fast.weight.dtype == torch.bfloat16
+
+
 def test_the_learned_model_is_not_uniform(learned_pipeline):
     """Guard for the comparisons below: they are vacuous on a constant model."""
-    probs, labels = predict(classifier(learned_pipeline))
+    probs, labels = predict(classifier(learned_pipeline, **AS_TRAINED))
     assert probs.max() > 0.5 and len(set(labels) - {None}) >= 3
 
 
 @pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
 def test_spacy_backend_option_keeps_results(learned_pipeline, options, tol):
-    base_probs, base_labels = predict(classifier(learned_pipeline))
-    fast = classifier(learned_pipeline, **options)
+    base_probs, base_labels = predict(classifier(learned_pipeline, **AS_TRAINED))
+    fast = classifier(learned_pipeline, **settings(options))
     for batch_size in (64, 5):
         probs, labels = predict(fast, batch_size=batch_size)
         assert_close(probs, labels, base_probs, base_labels, tol)
-    assert fast.get_pipe("emotion_classifier").predictor.options == SpeedOptions(**options)
+    assert fast.get_pipe("emotion_classifier").predictor.options == SpeedOptions(**settings(options))
 
 
 @pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
 def test_hf_backend_option_keeps_results(hf_checkpoint, options, tol):
-    base_probs, base_labels = predict(classifier(hf_checkpoint))
-    probs, labels = predict(classifier(hf_checkpoint, **options), batch_size=7)
+    base_probs, base_labels = predict(classifier(hf_checkpoint, **AS_TRAINED))
+    probs, labels = predict(classifier(hf_checkpoint, **settings(options)), batch_size=7)
     assert_close(probs, labels, base_probs, base_labels, tol)
 
 
@@ -132,7 +187,7 @@ def test_options_are_applied(learned_pipeline, hf_checkpoint):
     handle.remove()
     assert modes and all(modes)
     # autocast: the encoder's matmuls run in bf16, its outputs come back as float32
-    nlp = classifier(hf_checkpoint, autocast="bf16")
+    nlp = classifier(hf_checkpoint, quantize="none", autocast="bf16")
     model = nlp.get_pipe("emotion_classifier").predictor.model
     dtypes = []
     query = model.base_model.encoder.layer[0].attention.self.query
@@ -149,9 +204,9 @@ def test_options_are_applied(learned_pipeline, hf_checkpoint):
 def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_checkpoint):
     texts = [("i feel happy " * (n % 7 + 1)) + str(n) for n in range(40)][::-1]
     for model in (learned_pipeline, hf_checkpoint):
-        default = classifier(model)
+        default = classifier(model, **AS_TRAINED)
         expected = np.asarray([[default(t).cats[k] for k in LABELS] for t in texts])
-        probs, _ = predict(classifier(model, sort_by_length=True, batch_tokens=20), texts, batch_size=40)
+        probs, _ = predict(classifier(model, **{**AS_TRAINED, "sort_by_length": True, "batch_tokens": 20}), texts, batch_size=40)
         assert probs == pytest.approx(expected, abs=FLOAT32)
 
 
@@ -166,19 +221,20 @@ def test_length_batches():
     assert length_batches([], 10) == []
 
 
-def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path):
-    fast = classifier(learned_pipeline, quantize="int8", sort_by_length=True, batch_tokens=64)
+@pytest.mark.parametrize("quantize", ["int8", "bf16"])
+def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quantize):
+    fast = classifier(learned_pipeline, quantize=quantize, sort_by_length=True, batch_tokens=64)
     quantized_probs, _ = predict(fast)
     fast.to_disk(tmp_path / "saved")
-    # the saved model is the float one: loaded without speed settings it predicts like the original
-    plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {"quantize": "none", "sort_by_length": False}}})
-    assert plain.get_pipe("emotion_classifier").predictor.options == SpeedOptions(batch_tokens=64)
+    # the saved model is the float one: loaded as trained it predicts like the original
+    plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {**AS_TRAINED}}})
+    assert plain.get_pipe("emotion_classifier").predictor.options == SpeedOptions.as_trained()
     assert plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
-    base_probs, _ = predict(classifier(learned_pipeline))
+    base_probs, _ = predict(classifier(learned_pipeline, **AS_TRAINED))
     assert predict(plain)[0] == pytest.approx(base_probs, abs=1e-6)
     # loaded as saved, it runs quantized again
     again = spacy.load(tmp_path / "saved")
-    assert again.get_pipe("emotion_classifier").predictor.options.quantize == "int8"
+    assert again.get_pipe("emotion_classifier").predictor.options.quantize == quantize
     assert predict(again)[0] == pytest.approx(quantized_probs, abs=1e-6)
     # and the quantized pipeline itself still works after saving
     assert predict(fast)[0] == pytest.approx(quantized_probs, abs=1e-6)
@@ -186,7 +242,10 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"quantize": "int4"}, {"autocast": "fp8"}, {"quantize": "int8", "autocast": "bf16"}, {"torch_threads": -1}, {"batch_tokens": 0}],
+    [
+        {"quantize": "int4"}, {"autocast": "fp8"}, {"quantize": "int8", "autocast": "bf16"}, {"quantize": "bf16", "autocast": "fp16"},
+        {"torch_threads": -1}, {"batch_tokens": 0},
+    ],
 )
 def test_bad_settings_are_clear_errors(bad):
     with pytest.raises(ValueError, match="|".join(bad)):
