@@ -16,7 +16,10 @@ texts repeated and shuffled):
 For each: docs/s and words/s on the test texts (median of --repeats runs after
 a warm-up run), single-text latency p50/p95, model load time, peak RSS, and RSS
 growth over the stream (from 10k docs to the end). Then the speed settings of
-`emotion_classifier` (--variants), each with its test accuracy, and training
+`emotion_classifier` (--variants), each with its test accuracy, its accuracy
+change and label agreement against the model as trained ("as-trained":
+float32, the pipeline's own batches), and which Linear layers ran (the
+component's default quantize "auto" resolved), and training
 throughput (examples/s) of `spacy train` with configs/trf.cfg against a plain
 PyTorch loop with the same backbone, batch size and precision.
 

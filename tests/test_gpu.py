@@ -48,13 +48,17 @@ def test_component_on_gpu_matches_cpu(gpu, trained_pipeline, autocast):
     """emotion_classifier on the GPU gives the CPU's labels (fp32) or nearly its scores (autocast)."""
     from thinc.api import require_cpu, require_gpu
 
+    from spacy_emotion.speed import SpeedOptions
+
     require_cpu()
     cpu = spacy.blank("en")
-    cpu.add_pipe("emotion_classifier", config={"model": str(trained_pipeline)})
+    cpu.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), **SpeedOptions.as_trained().to_dict()})
     expected = [doc.cats for doc in cpu.pipe(TEXTS)]
     require_gpu(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), "autocast": autocast})
+    # quantize "auto" keeps float32 Linear layers on a GPU: autocast alone sets the precision
+    assert nlp.get_pipe("emotion_classifier").predictor.runtime.linear_format == "none"
     got = [doc.cats for doc in nlp.pipe(TEXTS)]
     tolerance = 1e-4 if autocast == "none" else 0.05
     for want, have in zip(expected, got):
