@@ -76,6 +76,42 @@ def _label_order(names: List[str], source: str) -> List[int]:
     return [lowered.index(label) for label in LABELS]
 
 
+WORDPIECE_MULTIPLE = 16
+"""With sort_by_length, the spaCy backend pads each model batch to a multiple
+of this many wordpieces: fewer distinct tensor shapes, so that the memory the
+allocator keeps after a long stream stays lower (measured: benchmarks/RESULTS.md).
+Padding is masked: the scores don't change beyond float rounding."""
+
+
+def pad_to_multiple(tokenizer, multiple: int) -> None:
+    """Make a Hugging Face tokenizer pad to a multiple of `multiple` by default.
+
+    spacy-transformers calls the tokenizer with padding="longest" and no
+    pad_to_multiple_of, and checks `isinstance(tokenizer,
+    PreTrainedTokenizerFast)` for offsets: the instance gets a subclass of
+    its own class whose `__call__` supplies the default (undone by `unpad`).
+    """
+    base = type(tokenizer)
+    if getattr(base, "_pad_multiple", None) is not None:
+        return
+
+    class Padded(base):  # type: ignore[misc, valid-type]
+        _pad_multiple = multiple
+
+        def __call__(self, *args, **kwargs):
+            kwargs.setdefault("pad_to_multiple_of", self._pad_multiple)
+            return super().__call__(*args, **kwargs)
+
+    Padded.__name__ = Padded.__qualname__ = base.__name__
+    tokenizer.__class__ = Padded
+
+
+def unpad(tokenizer) -> None:
+    """Undo `pad_to_multiple` (a no-op on a tokenizer it didn't change)."""
+    if getattr(type(tokenizer), "_pad_multiple", None) is not None:
+        tokenizer.__class__ = type(tokenizer).__mro__[1]
+
+
 class SpacyPredictor:
     """A trained spaCy pipeline whose textcat predicts the six emotions."""
 
@@ -105,11 +141,16 @@ class SpacyPredictor:
     def _apply(self, options: SpeedOptions) -> TorchRuntime:
         """Apply speed options to the pipeline (once, when it loads)."""
         self._saved_batch_items: Dict[str, int] = {}
+        self._padded_tokenizers: List[object] = []
         if options.sort_by_length:
             for name in self._components("transformer"):
-                cfg = self.nlp.get_pipe(name).cfg
-                self._saved_batch_items[name] = cfg["max_batch_items"]
-                cfg["max_batch_items"] = int(options.batch_tokens)
+                pipe = self.nlp.get_pipe(name)
+                self._saved_batch_items[name] = pipe.cfg["max_batch_items"]
+                pipe.cfg["max_batch_items"] = int(options.batch_tokens)
+                tokenizer = getattr(pipe.model, "tokenizer", None)
+                if tokenizer is not None:
+                    pad_to_multiple(tokenizer, WORDPIECE_MULTIPLE)
+                    self._padded_tokenizers.append(tokenizer)
         return TorchRuntime(self.torch_module(), options)
 
     @contextlib.contextmanager
@@ -118,12 +159,17 @@ class SpacyPredictor:
         changed = {name: self.nlp.get_pipe(name).cfg["max_batch_items"] for name in self._saved_batch_items}
         for name, value in self._saved_batch_items.items():
             self.nlp.get_pipe(name).cfg["max_batch_items"] = value
+        padded = [(tokenizer, type(tokenizer)) for tokenizer in self._padded_tokenizers]
+        for tokenizer in self._padded_tokenizers:
+            unpad(tokenizer)
         try:
             with self.runtime.float_weights():
                 yield
         finally:
             for name, value in changed.items():
                 self.nlp.get_pipe(name).cfg["max_batch_items"] = value
+            for tokenizer, cls in padded:
+                tokenizer.__class__ = cls
 
     @property
     def options(self) -> SpeedOptions:

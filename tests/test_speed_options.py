@@ -260,3 +260,27 @@ def test_no_torch_model_warns_and_ignores():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TorchRuntime(None, SpeedOptions(inference_mode=True))
+
+
+def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path):
+    """With sort_by_length the pipeline's tokenizer pads batches to a multiple of
+    WORDPIECE_MULTIPLE (spacy-transformers still sees a fast tokenizer, for offsets);
+    saving writes the tokenizer unchanged, and as_trained leaves it alone."""
+    from transformers import PreTrainedTokenizerFast
+
+    from spacy_emotion.predictors import WORDPIECE_MULTIPLE
+
+    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True})
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    lengths = [len(tokenizer(texts, padding="longest")["input_ids"][0]) for texts in (["i"], ["i am " + "very " * 20 + "sad", "ok"])]
+    assert lengths == [WORDPIECE_MULTIPLE, 2 * WORDPIECE_MULTIPLE]  # 3 and 25 wordpieces, padded
+    # saving goes through the plain tokenizer class; the padding comes back afterwards
+    nlp.to_disk(tmp_path / "saved")
+    assert type(tokenizer) is predictor.nlp.get_pipe("transformer").model.tokenizer.__class__
+    assert getattr(type(tokenizer), "_pad_multiple", None) == WORDPIECE_MULTIPLE
+    plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {**AS_TRAINED}}})
+    inner = plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").model.tokenizer
+    assert getattr(type(inner), "_pad_multiple", None) is None
+    assert len(inner(["i"], padding="longest")["input_ids"][0]) == 3  # [CLS] i [SEP]
