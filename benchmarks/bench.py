@@ -88,9 +88,11 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "int8": {"quantize": "int8"},
     "autocast-bf16": {"quantize": "none", "autocast": "bf16"},
     "autocast-fp16": {"quantize": "none", "autocast": "fp16"},
+    "onnx": {"runtime": "onnx"},
+    "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
 }
 REFERENCE_VARIANT = "as-trained"
-DEFAULT_VARIANTS = "as-trained,default,float32,no-sort,no-inference-mode,threads1,int8,autocast-bf16"
+DEFAULT_VARIANTS = "as-trained,default,float32,no-sort,no-inference-mode,threads1,int8,autocast-bf16,onnx,onnx-int8"
 GPU_VARIANTS = "as-trained,default,bf16,autocast-bf16,autocast-fp16"
 MAX_ACCURACY_LOSS = 0.5  # points of test accuracy a speed setting may cost
 
@@ -350,7 +352,8 @@ def load_runner(job: Dict[str, Any]) -> Runner:
         component.initialize()
         nlp.max_length = 10**8
         runner = SpacyRunner(nlp, bs)
-        runner.linear_format = component.predictor.runtime.linear_format  # quantize "auto" resolved
+        linear = component.predictor.runtime.linear_format  # quantize "auto" resolved
+        runner.linear_format = f"{linear} (ONNX Runtime)" if component.speed_options.runtime == "onnx" else linear
         return runner
     if system == "A-pipeline":
         return SpacyRunner(spacy.load(job["model"]), bs)
@@ -800,15 +803,15 @@ def markdown(results: Dict[str, Any]) -> str:
             "",
             f"Accuracy change and label agreement against **{ref}**" + (" (the model as trained: float32, the pipeline's own batches)." if ref == REFERENCE_VARIANT else "."),
             "",
-            f"| setting | options | Linear layers | docs/s | x {ref} | x B | latency p50 ms | peak RSS MB | accuracy | Δ accuracy (points) | agreement with {ref} | ≤ {MAX_ACCURACY_LOSS} pt |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            f"| setting | options | Linear layers | docs/s | x {ref} | x B | latency p50 ms | load s | peak RSS MB | accuracy | Δ accuracy (points) | agreement with {ref} | ≤ {MAX_ACCURACY_LOSS} pt |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         base = results["variants"].get(ref, {}).get("test", {}).get("docs_per_s")
         for name, r in results["variants"].items():
             lines.append(
                 f"| {name} | `{json.dumps(r['options'])}` | {r.get('linear_format', '–')} | {fmt(r['test']['docs_per_s'])} | {fmt(ratio(r['test']['docs_per_s'], base), 2)} | "
                 f"{fmt(ratio(r['test']['docs_per_s'], docs_per_s(results['systems'], 'B')), 2)} | {fmt((r.get('latency_ms') or {}).get('p50'), 2)} | "
-                f"{fmt(r['peak_rss_mb'], 0)} | {fmt(100 * r['accuracy'], 2)} | {fmt(r.get('accuracy_delta_points'), 2)} | "
+                f"{fmt(r.get('load_s'), 2)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(100 * r['accuracy'], 2)} | {fmt(r.get('accuracy_delta_points'), 2)} | "
                 f"{fmt(100 * r['agreement'], 2) if r.get('agreement') is not None else '–'} % | {'yes' if r.get('accuracy_ok') else 'no'} |"
             )
     if results["training"]:

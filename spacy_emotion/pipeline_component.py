@@ -23,6 +23,7 @@ Speed settings (see `speed.SpeedOptions`), with their defaults:
         "quantize": "auto",        # Linear layers: bf16 on CPUs with native bf16,
                                    # else float32; or "none", "int8", "bf16"
         "autocast": "none",        # bf16/fp16 autocast (GPU)
+        "runtime": "torch",        # or "onnx": ONNX Runtime on the CPU
     })
 
 They apply when the model loads and never change what is saved. To run
@@ -59,6 +60,7 @@ inference_mode = true
 torch_threads = 0
 quantize = "auto"
 autocast = "none"
+runtime = "torch"
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
 
@@ -110,13 +112,14 @@ def make_emotion_classifier(
     torch_threads: int,
     quantize: str,
     autocast: str,
+    runtime: str,
 ) -> "EmotionClassifier":
     """Create an `emotion_classifier` (see EmotionClassifier); spaCy fills
     every argument from DEFAULT_CONFIG and the user's config."""
     return EmotionClassifier(
         nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer,
         sort_by_length=sort_by_length, batch_tokens=batch_tokens, inference_mode=inference_mode,
-        torch_threads=torch_threads, quantize=quantize, autocast=autocast,
+        torch_threads=torch_threads, quantize=quantize, autocast=autocast, runtime=runtime,
     )
 
 
@@ -143,6 +146,7 @@ class EmotionClassifier(Pipe):
         torch_threads: int = 0,
         quantize: str = "auto",
         autocast: str = "none",
+        runtime: str = "torch",
     ) -> None:
         """
         model (str): an installed package or a directory: a pipeline trained
@@ -154,7 +158,7 @@ class EmotionClassifier(Pipe):
         cats_prefix (str): prefix of the keys written to `doc.cats`.
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
-            autocast: speed settings, applied when the model loads (see
+            autocast, runtime: speed settings, applied when the model loads (see
             `speed.SpeedOptions`).
         """
         if not 0.0 <= float(threshold) <= 1.0:
@@ -172,6 +176,7 @@ class EmotionClassifier(Pipe):
         options = SpeedOptions(
             sort_by_length=bool(sort_by_length), batch_tokens=int(batch_tokens), inference_mode=bool(inference_mode),
             torch_threads=int(torch_threads), quantize=str(quantize), autocast=str(autocast),
+            runtime=str(runtime),
         )  # validates
         self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None

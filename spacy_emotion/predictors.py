@@ -151,7 +151,13 @@ class SpacyPredictor:
                 if tokenizer is not None:
                     pad_to_multiple(tokenizer, WORDPIECE_MULTIPLE)
                     self._padded_tokenizers.append(tokenizer)
-        return TorchRuntime(self.torch_module(), options)
+        return TorchRuntime(self.torch_module(), options, self._input_names())
+
+    def _input_names(self) -> List[str]:
+        """The inputs spacy-transformers passes the model: its tokenizer's."""
+        transformers = self._components("transformer")
+        tokenizer = getattr(self.nlp.get_pipe(transformers[0]).model, "tokenizer", None) if transformers else None
+        return list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
 
     @contextlib.contextmanager
     def _as_trained(self) -> Iterator[None]:
@@ -221,8 +227,8 @@ class HFPredictor:
         self.batch_size = batch_size
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_length = min(self.tokenizer.model_max_length, limit, 512)
-        # int8 and autocast apply to the encoder; the small classification head stays float32
-        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions.as_trained())
+        # int8, autocast and ONNX Runtime apply to the encoder; the small classification head stays torch float32
+        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions.as_trained(), self.tokenizer.model_input_names)
 
     @property
     def options(self) -> SpeedOptions:

@@ -2,7 +2,8 @@
 
 :class:`SpeedOptions` is what the component's config holds (length-bucketed
 batches, inference mode, torch threads, int8 or bf16 Linear layers, bf16/fp16
-autocast); :class:`TorchRuntime` applies them to the predictor's torch module;
+autocast, ONNX Runtime instead of torch); :class:`TorchRuntime` applies them
+to the predictor's torch module;
 :func:`length_batches` cuts texts into length buckets.
 
 The defaults are the settings measured to be faster at the same labels:
@@ -14,13 +15,14 @@ changes nothing. Measured speed and accuracy of each: benchmarks/RESULTS.md.
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
 
 QUANTIZE_MODES = ("auto", "none", "int8", "bf16")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
+RUNTIMES = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class SpeedOptions:
         float32. On a CPU quantize="bf16" is as fast with a lower
         single-text latency (it casts the weights once, autocast in every
         call). Not together with quantize "int8" or "bf16".
+    runtime (str): what runs the transformer: "torch", or "onnx": ONNX
+        Runtime on the CPU, over an export made when the model loads (see
+        `onnx_runtime`; needs the `onnx` extra). With "onnx", quantize
+        "int8" is ONNX Runtime's int8 quantization, "auto" and "none" run
+        float32; "bf16" and autocast are torch's and can't be combined with it.
     """
 
     sort_by_length: bool = True
@@ -69,6 +76,7 @@ class SpeedOptions:
     torch_threads: int = 0
     quantize: str = "auto"
     autocast: str = "none"
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -80,6 +88,13 @@ class SpeedOptions:
                 f"quantize={self.quantize!r} and autocast={self.autocast!r} can't be combined: "
                 "the quantized Linear layers take float32 inputs; use one of them"
             )
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.runtime == "onnx" and (self.quantize == "bf16" or self.autocast != "none"):
+            raise ValueError(
+                f"runtime='onnx' runs float32 or int8 (quantize 'none', 'auto' or 'int8', autocast 'none'); "
+                f"got quantize={self.quantize!r}, autocast={self.autocast!r}: use runtime='torch' for those"
+            )
         if int(self.torch_threads) < 0:
             raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}")
         if int(self.batch_tokens) < 1:
@@ -87,12 +102,14 @@ class SpeedOptions:
 
     @classmethod
     def as_trained(cls, **changes: Any) -> "SpeedOptions":
-        """Options that change nothing: float32, the pipeline's own batching."""
-        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none")
+        """Options that change nothing: float32 in torch, the pipeline's own batching."""
+        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none", runtime="torch")
         return cls(**{**plain, **changes})
 
     def linear_format(self, device_type: str) -> str:
-        """What quantize means on this device: "none", "int8" or "bf16" ("auto" resolved)."""
+        """What quantize means on this device and runtime: "none", "int8" or "bf16" ("auto" resolved)."""
+        if self.runtime == "onnx":
+            return "int8" if self.quantize == "int8" else "none"
         if self.quantize != "auto":
             return self.quantize
         if self.autocast == "none" and device_type == "cpu" and native_bf16_cpu():
@@ -129,15 +146,23 @@ def length_batches(lengths: List[int], budget: int) -> List[List[int]]:
 
 
 class TorchRuntime:
-    """Applies SpeedOptions to one torch module: quantization, autocast, modes.
+    """Applies SpeedOptions to one torch module: quantization, autocast, modes,
+    or ONNX Runtime in place of torch.
 
     The module is changed in place (it stays the one its owner uses): int8
     and bf16 swap its Linear layers for quantized ones and keep the float
-    layers, so that :meth:`float_weights` can put them back for saving.
+    layers, so that :meth:`float_weights` can put them back for saving;
+    runtime "onnx" replaces its `forward` and leaves its weights alone.
     `linear_format` says which format runs ("auto" resolved).
     """
 
-    def __init__(self, module: Optional[torch.nn.Module], options: SpeedOptions) -> None:
+    def __init__(self, module: Optional[torch.nn.Module], options: SpeedOptions, input_names: Sequence[str] = ()) -> None:
+        """
+        module (Optional[torch.nn.Module]): the transformer (None: a model without one).
+        options (SpeedOptions): the settings to apply.
+        input_names (Sequence[str]): the inputs the module's callers pass
+            (the tokenizer's `model_input_names`); needed by runtime "onnx".
+        """
         self.module = module
         self.options = options
         self._float_layers: Dict[str, torch.nn.Module] = {}
@@ -147,11 +172,15 @@ class TorchRuntime:
         if options.torch_threads:
             torch.set_num_threads(int(options.torch_threads))
         if module is None:
-            if options.quantize not in ("none", "auto") or options.autocast != "none":
-                warnings.warn("quantize/autocast ignored: this emotion model has no transformer (torch) layers.")
+            if options.quantize not in ("none", "auto") or options.autocast != "none" or options.runtime != "torch":
+                warnings.warn("quantize/autocast/runtime ignored: this emotion model has no transformer (torch) layers.")
             return
         self.linear_format = options.linear_format(self.device_type)
-        if self.linear_format == "int8":
+        if options.runtime == "onnx":
+            from .onnx_runtime import attach
+
+            attach(module, input_names, int8=self.linear_format == "int8", threads=int(options.torch_threads))
+        elif self.linear_format == "int8":
             self._quantize_int8()
         elif self.linear_format == "bf16":
             self._swap_linear_layers(Bf16Linear)

@@ -46,7 +46,7 @@ def results(trained_pipeline, toy_folder, toy_corpus, tmp_path_factory):
     proc = run_script(
         "--model", trained_pipeline, "--data", toy_folder, "--out", out,
         "--systems", "A-component,A-pipeline,A-hf,B,C-batch64,C-default",
-        "--variants", "default,int8,as-trained",
+        "--variants", "default,int8,as-trained,onnx-int8",
         "--stream", 200, "--stream-c", 60, "--rss-from", 50, "--repeats", 2, "--latency", 3,
         "--train-steps", 3, "--train-warmup", 1, "--train-corpus", toy_corpus, "--threads", 1,
         "--export-dir", out / "export",
@@ -89,14 +89,16 @@ def test_results_json_is_complete(results):
 def test_variants_and_training(results):
     _, res = results
     # the model as trained runs first: the others' accuracy change and agreement are against it
-    assert list(res["variants"]) == ["as-trained", "default", "int8"] and res["meta"]["reference_variant"] == "as-trained"
-    reference, default, int8 = (res["variants"][k] for k in ("as-trained", "default", "int8"))
+    assert list(res["variants"]) == ["as-trained", "default", "int8", "onnx-int8"] and res["meta"]["reference_variant"] == "as-trained"
+    reference, default, int8, onnx_int8 = (res["variants"][k] for k in ("as-trained", "default", "int8", "onnx-int8"))
     assert default["options"] == {} and int8["options"] == {"quantize": "int8"}
+    assert onnx_int8["options"] == {"runtime": "onnx", "quantize": "int8"}
     assert reference["accuracy_delta_points"] == 0.0 and reference["agreement"] == 1.0
     assert reference["linear_format"] == "none" and int8["linear_format"] == "int8"
+    assert onnx_int8["linear_format"] == "int8 (ONNX Runtime)"
     assert default["linear_format"] in ("bf16", "none")
-    for variant in (reference, default, int8):
-        assert positive(variant["test"]["docs_per_s"]) and isinstance(variant["accuracy_ok"], bool)
+    for variant in (reference, default, int8, onnx_int8):
+        assert positive(variant["test"]["docs_per_s"]) and positive(variant["load_s"]) and isinstance(variant["accuracy_ok"], bool)
         assert 0.0 <= variant["agreement"] <= 1.0
         assert "stream" not in variant  # settings are timed on the test texts only by default
     row = res["training"]["fp32"]
