@@ -77,10 +77,14 @@ def _label_order(names: List[str], source: str) -> List[int]:
 
 
 WORDPIECE_MULTIPLE = 16
-"""With sort_by_length, the spaCy backend pads each model batch to a multiple
-of this many wordpieces: fewer distinct tensor shapes, so that the memory the
-allocator keeps after a long stream stays lower (measured: benchmarks/RESULTS.md).
-Padding is masked: the scores don't change beyond float rounding."""
+"""With sort_by_length and bf16 Linear layers, the spaCy backend pads each
+model batch to a multiple of this many wordpieces: fewer distinct tensor
+shapes, so that the memory the allocator keeps after a long stream stays
+lower, at the same speed (measured on an AVX-512 BF16 CPU:
+benchmarks/RESULTS.md). Float32, int8 and ONNX Runtime batches are not
+padded: there the padded wordpieces cost their full compute (float32 on an
+AVX2 CPU: 10-25 % fewer docs/s). Padding is masked: the scores don't change
+beyond float rounding."""
 
 
 def pad_to_multiple(tokenizer, multiple: int) -> None:
@@ -142,16 +146,17 @@ class SpacyPredictor:
         """Apply speed options to the pipeline (once, when it loads)."""
         self._saved_batch_items: Dict[str, int] = {}
         self._padded_tokenizers: List[object] = []
+        runtime = TorchRuntime(self.torch_module(), options, self._input_names())
         if options.sort_by_length:
             for name in self._components("transformer"):
                 pipe = self.nlp.get_pipe(name)
                 self._saved_batch_items[name] = pipe.cfg["max_batch_items"]
                 pipe.cfg["max_batch_items"] = int(options.batch_tokens)
                 tokenizer = getattr(pipe.model, "tokenizer", None)
-                if tokenizer is not None:
+                if tokenizer is not None and runtime.linear_format == "bf16":
                     pad_to_multiple(tokenizer, WORDPIECE_MULTIPLE)
                     self._padded_tokenizers.append(tokenizer)
-        return TorchRuntime(self.torch_module(), options, self._input_names())
+        return runtime
 
     def _input_names(self) -> List[str]:
         """The inputs spacy-transformers passes the model: its tokenizer's."""

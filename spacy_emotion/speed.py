@@ -37,8 +37,9 @@ class SpeedOptions:
         spaCy tokens in configs/trf.cfg, 4096 in spacy-transformers'
         default and in pipelines trained before that setting); there the option sets
         that budget to `batch_tokens`, which cuts a batch into tighter
-        length buckets, and pads each bucket to a multiple of 16
-        wordpieces (fewer tensor shapes: less heap kept over a long stream).
+        length buckets, and with bf16 Linear layers pads each bucket to a
+        multiple of 16 wordpieces (fewer tensor shapes: less heap kept over
+        a long stream; see `predictors.WORDPIECE_MULTIPLE`).
     batch_tokens (int): padded tokens per model batch with sort_by_length
         (wordpieces for the HF backend, spaCy tokens for the spaCy backend).
     inference_mode (bool): run the model under `torch.inference_mode()`

@@ -262,15 +262,29 @@ def test_no_torch_model_warns_and_ignores():
         TorchRuntime(None, SpeedOptions(inference_mode=True))
 
 
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_length_buckets_pad_only_bf16_batches(learned_pipeline, quantize):
+    """Float32 and int8 batches are not padded past their longest text (the
+    padded wordpieces would cost their full compute)."""
+    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True, "quantize": quantize})
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    assert predictor.runtime.linear_format == quantize
+    tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
+    assert getattr(type(tokenizer), "_pad_multiple", None) is None
+    assert len(tokenizer(["i"], padding="longest")["input_ids"][0]) == 3  # [CLS] i [SEP]
+    assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == DEFAULT_CONFIG["batch_tokens"]
+
+
 def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path):
-    """With sort_by_length the pipeline's tokenizer pads batches to a multiple of
-    WORDPIECE_MULTIPLE (spacy-transformers still sees a fast tokenizer, for offsets);
-    saving writes the tokenizer unchanged, and as_trained leaves it alone."""
+    """With sort_by_length and bf16 Linear layers the pipeline's tokenizer pads
+    batches to a multiple of WORDPIECE_MULTIPLE (spacy-transformers still sees a
+    fast tokenizer, for offsets); saving writes the tokenizer unchanged, and
+    as_trained leaves it alone."""
     from transformers import PreTrainedTokenizerFast
 
     from spacy_emotion.predictors import WORDPIECE_MULTIPLE
 
-    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True})
+    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True, "quantize": "bf16"})
     predictor = nlp.get_pipe("emotion_classifier").predictor
     tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
     assert isinstance(tokenizer, PreTrainedTokenizerFast)
