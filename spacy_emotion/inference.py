@@ -22,18 +22,21 @@ def build_pipeline(
     per_sentence: bool = False,
     gpu_id: int = -1,
     lang: str = "en",
+    speed: Optional[Dict[str, Any]] = None,
 ) -> Language:
     """A blank pipeline with a sentencizer and `emotion_classifier`, model loaded.
 
     model (str): package name or directory (see EmotionClassifier).
     gpu_id (int): GPU to run on; -1 for the CPU.
+    speed (Optional[Dict[str, Any]]): speed settings of the component
+        (`runtime`, `quantize`, ...; see speed.SpeedOptions); None: its defaults.
     RETURNS (Language): the pipeline.
     """
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.blank(lang)
     nlp.add_pipe("sentencizer")
-    nlp.add_pipe(COMPONENT, config={"model": model, "threshold": threshold, "per_sentence": per_sentence})
+    nlp.add_pipe(COMPONENT, config={"model": model, "threshold": threshold, "per_sentence": per_sentence, **(speed or {})})
     nlp.get_pipe(COMPONENT).initialize()  # load the model now, not on the first text
     nlp.max_length = 10**8
     return nlp
@@ -92,7 +95,9 @@ def model_info(nlp: Language) -> Dict[str, Any]:
     RETURNS (Dict[str, Any]): "model" (the component's model setting),
         "backend" ("spacy" or "huggingface"), "model_version" (the trained
         pipeline's meta version, None for other backends), "threshold",
-        "per_sentence" and "labels" (in LABELS order).
+        "per_sentence", "labels" (in LABELS order), "runtime" ("torch" or
+        "onnx") and "linear_layers" (the Linear layers' format as it runs:
+        "none" = float32, "int8" or "bf16").
     """
     pipe = nlp.get_pipe(COMPONENT)
     predictor = pipe.predictor
@@ -104,6 +109,8 @@ def model_info(nlp: Language) -> Dict[str, Any]:
         "threshold": pipe.cfg["threshold"],
         "per_sentence": pipe.cfg["per_sentence"],
         "labels": list(LABELS),
+        "runtime": pipe.cfg["runtime"],
+        "linear_layers": predictor.runtime.linear_format,
     }
 
 

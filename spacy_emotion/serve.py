@@ -269,6 +269,7 @@ def create_app(
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
     cpu_threads: int = 0,
+    speed: Optional[Dict[str, Any]] = None,
 ) -> FastAPI:
     """Build the app, loading the model now (not on the first request).
 
@@ -276,11 +277,13 @@ def create_app(
         a pipeline it built (threshold and gpu_id are then ignored).
     cpu_threads (int): torch threads for the model (0: torch's default; see
         `inference.set_cpu_threads`).
+    speed (Optional[Dict[str, Any]]): speed settings of emotion_classifier
+        (`runtime`, `quantize`, ...) for `inference.build_pipeline`.
     RETURNS (FastAPI): the app; run it with uvicorn.
     """
     from . import __version__
 
-    nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id)
+    nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
     info = model_info(nlp)
     limits = Limits(max_chars=max_chars, max_batch=max_batch)
     batcher = Batcher(nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts, cpu_threads=cpu_threads)
@@ -336,7 +339,7 @@ def create_app(
             "status": "ok",
             "model_loaded": True,
             "version": __version__,
-            **{k: info[k] for k in ("model", "backend", "model_version", "threshold")},
+            **{k: info[k] for k in ("model", "backend", "model_version", "threshold", "runtime", "linear_layers")},
             "limits": {"max_chars": limits.max_chars, "max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
             "batching": {"enabled": batcher.enabled, "max_wait_ms": batcher.max_wait_s * 1000,
                          "max_texts": batcher.max_texts, **batcher.stats},

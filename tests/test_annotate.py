@@ -40,12 +40,26 @@ def nlp(model):
 @pytest.fixture
 def cli(nlp, monkeypatch):
     """Run the CLI in-process, reusing the loaded pipeline (the model loading is tested elsewhere)."""
-    monkeypatch.setattr(annotate_cli, "_load", lambda model, threshold, gpu_id: nlp)
+    loads = []
+
+    def load(model, threshold, gpu_id, speed):
+        loads.append(speed)
+        return nlp
+
+    monkeypatch.setattr(annotate_cli, "_load", load)
 
     def invoke(*args):
         return CliRunner().invoke(app, ["annotate", *map(str, args), "--no-progress"], terminal_width=200)
 
+    invoke.loads = loads
     return invoke
+
+
+def test_speed_options_reach_the_pipeline(tmp_path, model, cli):
+    (tmp_path / "in.txt").write_text("i feel so happy\n", encoding="utf8")
+    assert cli(tmp_path / "in.txt", tmp_path / "a.jsonl", "--model", model).exit_code == 0
+    assert cli(tmp_path / "in.txt", tmp_path / "b.jsonl", "--model", model, "--runtime", "onnx", "--quantize", "int8").exit_code == 0
+    assert cli.loads == [{"runtime": "torch", "quantize": "auto"}, {"runtime": "onnx", "quantize": "int8"}]
 
 
 def flat(result):

@@ -94,3 +94,15 @@ def test_module_entry_point(model):
     )
     assert proc.returncode == 0, proc.stderr
     assert list(json.loads(proc.stdout)["cats"]) == list(LABELS)
+
+
+def test_runtime_and_quantize_options(model):
+    """--runtime onnx gives the float32 torch probabilities; a bad value is a clear error."""
+    torch_run = run(TEXT, "--model", model, "--json", "--quantize", "none")
+    onnx_run = run(TEXT, "--model", model, "--json", "--runtime", "onnx", "--quantize", "none")
+    assert torch_run.exit_code == 0 and onnx_run.exit_code == 0, onnx_run.output
+    assert json.loads(onnx_run.stdout)["cats"] == pytest.approx(json.loads(torch_run.stdout)["cats"], abs=1e-4)
+    bad = run(TEXT, "--model", model, "--runtime", "tensorrt")
+    assert bad.exit_code == 2 and "runtime must be one of torch, onnx" in bad.output
+    bad = run(TEXT, "--model", model, "--runtime", "onnx", "--quantize", "bf16")
+    assert bad.exit_code == 2 and "use runtime='torch'" in bad.output

@@ -42,6 +42,7 @@ def test_health_and_labels(client, trained_pipeline):
     assert health["model"] == str(trained_pipeline) and health["backend"] == "spacy"
     assert health["limits"]["max_chars"] == MAX_CHARS and health["limits"]["max_batch"] == MAX_BATCH
     assert health["batching"]["enabled"] is True
+    assert health["runtime"] == "torch" and health["linear_layers"] in ("none", "bf16")
     assert client.get("/labels").json() == {"labels": list(LABELS)}
 
 
@@ -209,3 +210,15 @@ def test_cpu_threads_apply_to_the_model_thread(nlp):
         assert c.post("/predict", json={"text": "i feel glad"}).status_code == 200
         assert c.get("/health").json()["cpu_threads"] == 1
     assert app.state.batcher._executor.submit(torch.get_num_threads).result() == 1
+
+
+def test_app_with_onnx_runtime(trained_pipeline, nlp):
+    """The speed settings reach the component: ONNX Runtime int8 serves the same labels' shape, /health says so."""
+    onnx_app = create_app(str(trained_pipeline), speed={"runtime": "onnx", "quantize": "int8"})
+    with TestClient(onnx_app) as c:
+        health = c.get("/health").json()
+        assert health["runtime"] == "onnx" and health["linear_layers"] == "int8"
+        got = c.post("/predict", json={"text": TEXTS[0]}).json()
+    expected = classify_one(nlp, TEXTS[0])
+    assert list(got["cats"]) == list(LABELS)
+    assert got["cats"] == pytest.approx(expected["cats"], abs=0.05)  # int8 (see test_onnx_runtime)

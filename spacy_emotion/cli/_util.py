@@ -1,5 +1,10 @@
-"""The typer app that every command module registers its commands on."""
+"""The typer app that every command module registers its commands on, and
+the options several commands share."""
+from typing import Any, Dict
+
 import typer
+
+from ..speed import QUANTIZE_MODES, RUNTIMES
 
 app = typer.Typer(
     name="spacy-emotion",
@@ -13,3 +18,16 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Emotion classification with spaCy."""
+
+
+RUNTIME_OPTION = typer.Option(
+    "torch", "--runtime", help=f"What runs the transformer: {' or '.join(RUNTIMES)} (ONNX Runtime on the CPU; needs the onnx extra)"
+)
+QUANTIZE_OPTION = typer.Option(
+    "auto", "--quantize", help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16 on CPUs with native bf16, else float32)"
+)
+
+
+def speed_config(runtime: str, quantize: str) -> Dict[str, Any]:
+    """The component settings of --runtime and --quantize (checked when the model loads)."""
+    return {"runtime": runtime, "quantize": quantize}

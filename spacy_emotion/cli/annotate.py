@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ._util import app
+from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -26,6 +26,8 @@ def annotate_cli(
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Rows per model call and per checkpoint"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads on the CPU (0: torch's default, one per core)"),
+    runtime: str = RUNTIME_OPTION,
+    quantize: str = QUANTIZE_OPTION,
     errors: Optional[Path] = typer.Option(None, "--errors", help="Errors file (.jsonl); default: OUTPUT with the suffix .errors.jsonl"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again: discard an existing output, errors file and checkpoint"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (bytes read, rate, ETA, rows) on a terminal"),
@@ -61,7 +63,7 @@ def annotate_cli(
     from ..inference import set_cpu_threads
 
     set_cpu_threads(threads)
-    nlp = _load(model, threshold, gpu_id)
+    nlp = _load(model, threshold, gpu_id, speed_config(runtime, quantize))
     try:
         summary = annotate(job, nlp, overwrite=overwrite, progress_bar=progress)
     except AnnotateError as err:
@@ -80,11 +82,11 @@ def annotate_cli(
     msg.good(text)
 
 
-def _load(model: str, threshold: float, gpu_id: int):
+def _load(model: str, threshold: float, gpu_id: int, speed: dict):
     from ..inference import build_pipeline
     from ..predictors import ModelNotFoundError
 
     try:
-        return build_pipeline(model, threshold=threshold, gpu_id=gpu_id)
-    except (ModelNotFoundError, OSError, ValueError) as err:
+        return build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
+    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=EXIT_BAD_JOB)

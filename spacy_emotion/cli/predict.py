@@ -7,7 +7,7 @@ import typer
 from wasabi import msg
 
 from ..labels import LABELS
-from ._util import app
+from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 BAR_WIDTH = 30
 
@@ -46,6 +46,8 @@ def predict_cli(
     sentences: bool = typer.Option(False, "--sentences", "-s", help="Also classify every sentence"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per text on stdout (JSON lines)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
+    runtime: str = RUNTIME_OPTION,
+    quantize: str = QUANTIZE_OPTION,
 ) -> None:
     """Print the emotion of each text, its score and all six probabilities.
 
@@ -56,8 +58,8 @@ def predict_cli(
 
     texts = [sys.stdin.read() if text == "-" else text for text in texts]
     try:
-        nlp = build_pipeline(model, threshold=threshold, gpu_id=gpu_id)
-    except (ModelNotFoundError, OSError, ValueError) as err:
+        nlp = build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed_config(runtime, quantize))
+    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)
     for text, result in zip(texts, classify(nlp, texts, sentences=sentences)):
         if as_json:

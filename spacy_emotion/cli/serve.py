@@ -2,7 +2,7 @@
 import typer
 from wasabi import msg
 
-from ._util import app
+from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 # the defaults live in spacy_emotion.serve; repeated here so `--help` can show them without importing FastAPI
 MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
@@ -21,6 +21,8 @@ def serve_cli(
     batch_wait_ms: float = typer.Option(BATCH_WAIT_MS, "--batch-wait-ms", min=0.0, help="Wait for more requests before a model call (0: group only what queued while the model was busy)"),
     max_batch_texts: int = typer.Option(MAX_BATCH_TEXTS, "--max-batch-texts", min=1, help="Texts per grouped model call"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads for the model (0: torch's default, one per core; 1 is often faster on a busy machine)"),
+    runtime: str = RUNTIME_OPTION,
+    quantize: str = QUANTIZE_OPTION,
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level"),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request"),
 ) -> None:
@@ -32,9 +34,9 @@ def serve_cli(
         api = create_app(
             model, threshold=threshold, gpu_id=gpu_id, max_chars=max_chars, max_batch=max_batch,
             batching=batching, batch_wait_ms=batch_wait_ms, max_batch_texts=max_batch_texts,
-            cpu_threads=threads,
+            cpu_threads=threads, speed=speed_config(runtime, quantize),
         )
-    except (ModelNotFoundError, OSError, ValueError) as err:
+    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)
     if not is_loopback(host):
         msg.warn(f"Binding {host}: the API (no authentication) is reachable from other machines")
