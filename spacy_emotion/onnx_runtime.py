@@ -207,12 +207,11 @@ class OnnxForward:
         if kwargs.get("input_ids") is None:
             raise ValueError('runtime="onnx": the model needs input_ids')
         ids = kwargs["input_ids"]
-        # like the torch model: no token types means all zeros, no mask means no padding
-        defaults = {"token_type_ids": torch.zeros_like(ids), "attention_mask": torch.ones_like(ids)}
         feed = {}
         for name in self.inputs:
             value = kwargs.get(name)
-            value = defaults[name] if value is None else value
+            if value is None:  # like the torch model: no token types are zeros, no mask is no padding
+                value = torch.zeros_like(ids) if name == "token_type_ids" else torch.ones_like(ids)
             feed[name] = value.detach().cpu().numpy().astype("int64", copy=False)
         extra = [k for k, v in kwargs.items() if k not in self.inputs and v is not None]
         if extra:

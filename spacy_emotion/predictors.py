@@ -136,11 +136,16 @@ class SpacyPredictor:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
         return [n for n in self.nlp.pipe_names if self.nlp.get_pipe_meta(n).factory == factory]
 
+    def _transformer_model(self):
+        """The thinc model of the pipeline's (first) transformer component, or None."""
+        transformers = self._components("transformer")
+        return self.nlp.get_pipe(transformers[0]).model if transformers else None
+
     def torch_module(self) -> Optional["torch.nn.Module"]:
         """The Hugging Face model inside the pipeline's (first) transformer
         component, or None for a pipeline without one."""
-        transformers = self._components("transformer")
-        return self.nlp.get_pipe(transformers[0]).model.transformer if transformers else None
+        model = self._transformer_model()
+        return model.transformer if model is not None else None
 
     def _apply(self, options: SpeedOptions) -> TorchRuntime:
         """Apply speed options to the pipeline (once, when it loads)."""
@@ -160,8 +165,7 @@ class SpacyPredictor:
 
     def _input_names(self) -> List[str]:
         """The inputs spacy-transformers passes the model: its tokenizer's."""
-        transformers = self._components("transformer")
-        tokenizer = getattr(self.nlp.get_pipe(transformers[0]).model, "tokenizer", None) if transformers else None
+        tokenizer = getattr(self._transformer_model(), "tokenizer", None)
         return list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
 
     @contextlib.contextmanager
