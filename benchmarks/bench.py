@@ -15,7 +15,8 @@ texts repeated and shuffled):
 
 For each: docs/s and words/s on the test texts (median of --repeats runs after
 a warm-up run), single-text latency p50/p95, model load time, peak RSS, and RSS
-growth over the stream (from 10k docs to the end). Then the speed settings of
+growth over the stream (from 10k docs to the end; each point is the highest RSS
+read since the previous point, read every 16 docs). Then the speed settings of
 `emotion_classifier` (--variants), each with its test accuracy, its accuracy
 change and label agreement against the model as trained ("as-trained":
 float32, the pipeline's own batches), and which Linear layers ran (the
@@ -106,6 +107,10 @@ def log(name: str, message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {name}: {message}", file=sys.stderr, flush=True)
 
 
+RSS_SAMPLE_DOCS = 16
+"""Over the stream, the RSS is read every this many docs (/proc/self/statm: ~10 us)."""
+
+
 def rss_mb() -> float:
     """Resident set size of this process now, in MB (Linux /proc; else peak)."""
     try:
@@ -120,6 +125,33 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def rss_curve(
+    stream: Iterable[Any],
+    marks: Iterable[int],
+    read: Callable[[], float] = rss_mb,
+    every: int = RSS_SAMPLE_DOCS,
+    on_mark: Optional[Callable[[int, float], None]] = None,
+) -> Dict[int, float]:
+    """Consume a stream, reading the RSS every `every` items and at each mark.
+
+    The value at a mark is the highest RSS read since the previous mark, so
+    that memory handed back between two marks (a heap trim, say) can't hide
+    what the process held in between.
+    RETURNS (Dict[int, float]): {mark: MB} for the marks the stream reached.
+    """
+    marks = set(marks)
+    curve: Dict[int, float] = {}
+    high = 0.0
+    for done, _ in enumerate(stream, 1):
+        if done % every == 0 or done in marks:
+            high = max(high, read())
+        if done in marks:
+            curve[done], high = high, 0.0
+            if on_mark is not None:
+                on_mark(done, curve[done])
+    return curve
 
 
 def percentile(values: List[float], q: float) -> float:
@@ -437,15 +469,13 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
         order = stream_order(len(texts), n, job["seed"])
         rss_from = job["rss_from"] if job["rss_from"] < n else max(1, n // 10)
         marks = {rss_from, n} | {max(1, n * k // 10) for k in range(1, 10)}
-        curve: Dict[int, float] = {}
-        done = 0
         t0 = time.perf_counter()
-        for _ in runner.stream(texts[i] for i in order):
-            done += 1
-            if done in marks:
-                curve[done] = rss_mb()
-                if done % max(1, n // 10) == 0 or done == n:
-                    log(name, f"stream {done}/{n} docs, {done / (time.perf_counter() - t0):.1f} docs/s, RSS {curve[done]:.0f} MB")
+
+        def progress(done: int, rss: float) -> None:
+            if done % max(1, n // 10) == 0 or done == n:
+                log(name, f"stream {done}/{n} docs, {done / (time.perf_counter() - t0):.1f} docs/s, RSS {rss:.0f} MB")
+
+        curve = rss_curve(runner.stream(texts[i] for i in order), marks, on_mark=progress)
         seconds = time.perf_counter() - t0
         stream_words = sum(len(texts[i].split()) for i in order)
         result["stream"] = {

@@ -168,6 +168,19 @@ def test_helpers():
     assert bench.rss_mb() > 0 and bench.peak_rss_mb() >= bench.rss_mb() * 0.5
 
 
+def test_rss_curve_keeps_the_highest_reading_between_marks():
+    # RSS readings that rise to a high and fall back (a heap trim) between two marks
+    readings = iter([100.0, 180.0, 110.0, 120.0, 300.0, 130.0])
+    seen = []
+    curve = bench.rss_curve(range(6), marks={2, 6}, read=lambda: next(readings), every=1, on_mark=lambda d, mb: seen.append((d, mb)))
+    assert curve == {2: 180.0, 6: 300.0}  # not the 110.0 and 130.0 read at the marks themselves
+    assert seen == [(2, 180.0), (6, 300.0)]
+    # between samples only the marks are read; a mark the stream never reaches is absent
+    reads = []
+    curve = bench.rss_curve(range(5), marks={3, 10}, read=lambda: reads.append(1) or 50.0, every=4)
+    assert curve == {3: 50.0} and len(reads) == 2  # read at the mark (3) and at the 4th item
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_gpu_flag_fails_clearly_without_cuda(tmp_path):
     proc = run_script("--gpu", "--model", tmp_path, "--out", tmp_path, timeout=300)
