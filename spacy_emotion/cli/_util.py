@@ -28,6 +28,13 @@ QUANTIZE_OPTION = typer.Option(
 )
 
 
+LOAD_ERRORS = (OSError, ValueError, ImportError)
+"""What loading the emotion model raises for a user's mistake: a model that
+isn't there (predictors.ModelNotFoundError is an OSError), a bad setting, or
+a missing extra (runtime "onnx" without onnxruntime). The commands turn these
+into a message and their "nothing done" exit code."""
+
+
 def speed_config(runtime: str, quantize: str) -> Dict[str, Any]:
     """The component settings of --runtime and --quantize (checked when the model loads)."""
     return {"runtime": runtime, "quantize": quantize}

@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -84,9 +84,8 @@ def annotate_cli(
 
 def _load(model: str, threshold: float, gpu_id: int, speed: dict):
     from ..inference import build_pipeline
-    from ..predictors import ModelNotFoundError
 
     try:
         return build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
-    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
+    except LOAD_ERRORS as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=EXIT_BAD_JOB)

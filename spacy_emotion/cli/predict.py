@@ -7,7 +7,7 @@ import typer
 from wasabi import msg
 
 from ..labels import LABELS
-from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 BAR_WIDTH = 30
 
@@ -54,12 +54,11 @@ def predict_cli(
     Exit codes: 0 done; 2 nothing done (bad arguments, or the model can't be loaded).
     """
     from ..inference import build_pipeline, classify
-    from ..predictors import ModelNotFoundError
 
     texts = [sys.stdin.read() if text == "-" else text for text in texts]
     try:
         nlp = build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed_config(runtime, quantize))
-    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
+    except LOAD_ERRORS as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)
     for text, result in zip(texts, classify(nlp, texts, sentences=sentences)):
         if as_json:

@@ -2,7 +2,7 @@
 import typer
 from wasabi import msg
 
-from ._util import QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 # the defaults live in spacy_emotion.serve; repeated here so `--help` can show them without importing FastAPI
 MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
@@ -27,7 +27,6 @@ def serve_cli(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request"),
 ) -> None:
     """Serve POST /predict, POST /predict/batch, GET /health, GET /labels, /docs and the web page at /."""
-    from ..predictors import ModelNotFoundError
     from ..serve import create_app, is_loopback, run
 
     try:
@@ -36,7 +35,7 @@ def serve_cli(
             batching=batching, batch_wait_ms=batch_wait_ms, max_batch_texts=max_batch_texts,
             cpu_threads=threads, speed=speed_config(runtime, quantize),
         )
-    except (ModelNotFoundError, OSError, ValueError, ImportError) as err:
+    except LOAD_ERRORS as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)
     if not is_loopback(host):
         msg.warn(f"Binding {host}: the API (no authentication) is reachable from other machines")
