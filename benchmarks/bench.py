@@ -86,6 +86,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "no-inference-mode": {"inference_mode": False},
     "threads1": {"torch_threads": 1},
     "bf16": {"quantize": "bf16"},
+    "bf16-full": {"quantize": "bf16-full"},
     "int8": {"quantize": "int8"},
     "autocast-bf16": {"quantize": "none", "autocast": "bf16"},
     "autocast-fp16": {"quantize": "none", "autocast": "fp16"},
@@ -93,8 +94,8 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
 }
 REFERENCE_VARIANT = "as-trained"
-DEFAULT_VARIANTS = "as-trained,default,float32,no-sort,no-inference-mode,threads1,int8,autocast-bf16,onnx,onnx-int8"
-GPU_VARIANTS = "as-trained,default,bf16,autocast-bf16,autocast-fp16"
+DEFAULT_VARIANTS = "as-trained,default,float32,no-sort,no-inference-mode,threads1,int8,bf16-full,autocast-bf16,onnx,onnx-int8"
+GPU_VARIANTS = "as-trained,default,bf16,bf16-full,autocast-bf16,autocast-fp16"
 MAX_ACCURACY_LOSS = 0.5  # points of test accuracy a speed setting may cost
 
 

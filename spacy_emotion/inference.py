@@ -97,7 +97,7 @@ def model_info(nlp: Language) -> Dict[str, Any]:
         pipeline's meta version, None for other backends), "threshold",
         "per_sentence", "labels" (in LABELS order), "runtime" ("torch" or
         "onnx") and "linear_layers" (the Linear layers' format as it runs:
-        "none" = float32, "int8" or "bf16").
+        "none" = float32, "int8", "bf16" or "bf16-full").
     """
     pipe = nlp.get_pipe(COMPONENT)
     predictor = pipe.predictor

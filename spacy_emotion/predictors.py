@@ -35,7 +35,7 @@ import spacy
 import srsly
 
 from .labels import LABELS
-from .speed import SpeedOptions, TorchRuntime, length_batches
+from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +77,7 @@ def _label_order(names: List[str], source: str) -> List[int]:
 
 
 WORDPIECE_MULTIPLE = 16
-"""With sort_by_length and bf16 Linear layers, the spaCy backend pads each
+"""With sort_by_length and bf16 Linear layers (quantize "bf16" or "bf16-full"), the spaCy backend pads each
 model batch to a multiple of this many wordpieces: fewer distinct tensor
 shapes, so that the memory the allocator keeps after a long stream stays
 lower, at the same speed (measured on an AVX-512 BF16 CPU:
@@ -158,7 +158,7 @@ class SpacyPredictor:
                 self._saved_batch_items[name] = pipe.cfg["max_batch_items"]
                 pipe.cfg["max_batch_items"] = int(options.batch_tokens)
                 tokenizer = getattr(pipe.model, "tokenizer", None)
-                if tokenizer is not None and runtime.linear_format == "bf16":
+                if tokenizer is not None and runtime.linear_format in BF16_FORMATS:
                     pad_to_multiple(tokenizer, WORDPIECE_MULTIPLE)
                     self._padded_tokenizers.append(tokenizer)
         return runtime

@@ -1,8 +1,8 @@
 """Speed settings of `emotion_classifier` and the torch runtime that applies them.
 
 :class:`SpeedOptions` is what the component's config holds (length-bucketed
-batches, inference mode, torch threads, int8 or bf16 Linear layers, bf16/fp16
-autocast, ONNX Runtime instead of torch); :class:`TorchRuntime` applies them
+batches, inference mode, torch threads, int8 or bf16 Linear layers, the whole
+transformer in bf16, bf16/fp16 autocast, ONNX Runtime instead of torch); :class:`TorchRuntime` applies them
 to the predictor's torch module;
 :func:`length_batches` cuts texts into length buckets.
 
@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import torch
 
 
-QUANTIZE_MODES = ("auto", "none", "int8", "bf16")
+QUANTIZE_MODES = ("auto", "none", "int8", "bf16", "bf16-full")
+BF16_FORMATS = ("bf16", "bf16-full")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
 RUNTIMES = ("torch", "onnx")
 
@@ -55,7 +56,11 @@ class SpeedOptions:
         channel; CPU only, fast on CPUs with AVX-512 VNNI; changes a few
         labels); "bf16": bf16 weights and matrix products, float32 inputs
         and outputs (everything else, LayerNorm and softmax included, stays
-        float32); "auto": "bf16" on a CPU that computes bf16 natively
+        float32); "bf16-full": the whole transformer in bf16, weights and
+        activations (embeddings, attention, GELU and LayerNorm too; no
+        float32 round trip around each Linear layer), its outputs cast to
+        float32 (faster than "bf16" where bf16 matrix products are cheap,
+        e.g. on AMX CPUs; a little further from float32); "auto": "bf16" on a CPU that computes bf16 natively
         (AVX-512 BF16 or AMX; see :func:`native_bf16_cpu`), "none" on other
         CPUs, on a GPU, and when `autocast` is set. Saving the pipeline
         still writes the original float weights.
@@ -84,14 +89,14 @@ class SpeedOptions:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.autocast not in AUTOCAST_MODES:
             raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}")
-        if self.quantize in ("int8", "bf16") and self.autocast != "none":
+        if self.quantize in ("int8",) + BF16_FORMATS and self.autocast != "none":
             raise ValueError(
                 f"quantize={self.quantize!r} and autocast={self.autocast!r} can't be combined: "
                 "the quantized Linear layers take float32 inputs; use one of them"
             )
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        if self.runtime == "onnx" and (self.quantize == "bf16" or self.autocast != "none"):
+        if self.runtime == "onnx" and (self.quantize in BF16_FORMATS or self.autocast != "none"):
             raise ValueError(
                 f"runtime='onnx' runs float32 or int8 (quantize 'none', 'auto' or 'int8', autocast 'none'); "
                 f"got quantize={self.quantize!r}, autocast={self.autocast!r}: use runtime='torch' for those"
@@ -108,7 +113,7 @@ class SpeedOptions:
         return cls(**{**plain, **changes})
 
     def linear_format(self, device_type: str) -> str:
-        """What quantize means on this device and runtime: "none", "int8" or "bf16" ("auto" resolved)."""
+        """What quantize means on this device and runtime: "none", "int8", "bf16" or "bf16-full" ("auto" resolved)."""
         if self.runtime == "onnx":
             return "int8" if self.quantize == "int8" else "none"
         if self.quantize != "auto":
@@ -153,6 +158,8 @@ class TorchRuntime:
     The module is changed in place (it stays the one its owner uses): int8
     and bf16 swap its Linear layers for quantized ones and keep the float
     layers, so that :meth:`float_weights` can put them back for saving;
+    bf16-full also casts the other weights (embeddings, LayerNorm) to bf16
+    and keeps their float values for the same purpose;
     runtime "onnx" replaces its `forward` and leaves its weights alone.
     `linear_format` says which format runs ("auto" resolved).
     """
@@ -168,6 +175,7 @@ class TorchRuntime:
         self.options = options
         self._float_layers: Dict[str, torch.nn.Module] = {}
         self._fast_layers: Dict[str, torch.nn.Module] = {}
+        self._float_rest: Dict[str, torch.Tensor] = {}
         self._hook = None
         self.linear_format = "none"
         if options.torch_threads:
@@ -183,9 +191,11 @@ class TorchRuntime:
             attach(module, input_names, int8=self.linear_format == "int8", threads=int(options.torch_threads))
         elif self.linear_format == "int8":
             self._quantize_int8()
-        elif self.linear_format == "bf16":
+        elif self.linear_format in BF16_FORMATS:
             self._swap_linear_layers(Bf16Linear)
-        if options.autocast != "none":
+            if self.linear_format == "bf16-full":
+                self._cast_rest(torch.bfloat16)
+        if options.autocast != "none" or self.linear_format == "bf16-full":
             self._hook = module.register_forward_hook(_outputs_to_float32)
 
     @property
@@ -215,14 +225,27 @@ class TorchRuntime:
         for name, layer in self._fast_layers.items():
             self.module.set_submodule(name, layer)
 
+    def _cast_rest(self, dtype: torch.dtype) -> None:
+        """Cast the module's other float weights and buffers (the Linear layers
+        are swapped already) to `dtype`, keeping their values for saving."""
+        self._float_rest = {
+            name: tensor.detach().clone() for name, tensor in self.module.state_dict().items()
+            if tensor.is_floating_point() and tensor.dtype != dtype
+        }
+        # what is saved only: buffers that are not (e.g. rotary frequencies) stay as they are
+        _set_tensors(self.module, {name: tensor.to(dtype) for name, tensor in self._float_rest.items()})
+
     @contextlib.contextmanager
     def float_weights(self) -> Iterator[None]:
-        """Put the original float Linear layers back for the duration (saving)."""
+        """Put the original float Linear layers (and, after bf16-full, the
+        other float weights) back for the duration (saving)."""
         for name, layer in self._float_layers.items():
             self.module.set_submodule(name, layer)
+        fast_rest = _set_tensors(self.module, self._float_rest)
         try:
             yield
         finally:
+            _set_tensors(self.module, fast_rest)
             for name, layer in self._fast_layers.items():
                 self.module.set_submodule(name, layer)
 
@@ -241,6 +264,18 @@ class TorchRuntime:
             yield
 
 
+def _set_tensors(module: torch.nn.Module, tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Give the module's parameters and buffers named in `tensors` those values
+    (dtype included); RETURNS the values they had."""
+    previous = {}
+    for name, value in tensors.items():
+        owner, _, attr = name.rpartition(".")
+        current = getattr(module.get_submodule(owner) if owner else module, attr)
+        previous[name] = current.data
+        current.data = value
+    return previous
+
+
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX tiles), as
     torch's CPU feature checks report it; False where torch can't tell."""
@@ -255,8 +290,9 @@ shapes, so that oneDNN's cache of compiled bf16 kernels (one per shape, up to
 
 
 class Bf16Linear(torch.nn.Module):
-    """A Linear layer with bf16 weights: float32 in, bf16 matrix product,
-    float32 out. The weights are buffers: nothing here is trained."""
+    """A Linear layer with bf16 weights: bf16 matrix product, output in the
+    input's dtype (float32 in, float32 out; bf16 in a bf16-full model). The
+    weights are buffers: nothing here is trained."""
 
     def __init__(self, layer: torch.nn.Linear) -> None:
         super().__init__()

@@ -130,6 +130,7 @@ def test_hf_checkpoint_onnx(arch, tmp_path):
 
 @pytest.mark.parametrize("settings", [
     {"runtime": "onnx", "quantize": "bf16"},
+    {"runtime": "onnx", "quantize": "bf16-full"},
     {"runtime": "onnx", "quantize": "none", "autocast": "bf16"},
     {"runtime": "tensorrt"},
 ])

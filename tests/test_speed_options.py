@@ -41,9 +41,11 @@ OPTIONS = [
     ({"torch_threads": 1}, FLOAT32),
     ({"quantize": "int8"}, LOW_PRECISION),
     ({"quantize": "bf16"}, LOW_PRECISION),
+    ({"quantize": "bf16-full"}, LOW_PRECISION),
     ({"autocast": "bf16"}, LOW_PRECISION),
     ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "int8"}, LOW_PRECISION),
     ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "bf16"}, LOW_PRECISION),
+    ({"sort_by_length": True, "batch_tokens": 48, "inference_mode": True, "quantize": "bf16-full"}, LOW_PRECISION),
     ("defaults", LOW_PRECISION),
 ]
 
@@ -201,6 +203,38 @@ def test_options_are_applied(learned_pipeline, hf_checkpoint):
     assert dtypes == [torch.bfloat16, torch.float32]
 
 
+@pytest.mark.parametrize("backend", ["spacy", "huggingface"])
+def test_bf16_full_runs_the_whole_transformer_in_bf16(learned_pipeline, hf_checkpoint, backend):
+    """quantize="bf16-full": every saved float weight of the transformer is bf16
+    (Linear layers, embeddings, LayerNorm), the activations between layers are
+    bf16, and what leaves the transformer is float32 again; float_weights()
+    gives back the exact float32 weights, then bf16 again."""
+    model = learned_pipeline if backend == "spacy" else hf_checkpoint
+    nlp = classifier(model, quantize="bf16-full")
+    predictor = nlp.get_pipe("emotion_classifier").predictor
+    module = predictor.torch_module() if backend == "spacy" else predictor.model.base_model
+    original = classifier(model, **AS_TRAINED).get_pipe("emotion_classifier").predictor
+    original = original.torch_module() if backend == "spacy" else original.model.base_model
+    assert predictor.runtime.linear_format == "bf16-full"
+    assert any(isinstance(m, Bf16Linear) for m in module.modules())
+    floats = {n: t for n, t in module.state_dict().items() if t.is_floating_point()}
+    assert floats and all(t.dtype == torch.bfloat16 for t in floats.values())
+    dtypes = []
+    layer_norm = next(m for m in module.modules() if isinstance(m, torch.nn.LayerNorm))
+    handles = [
+        layer_norm.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype)),
+        module.register_forward_hook(lambda m, a, out: dtypes.append(out.last_hidden_state.dtype)),
+    ]
+    nlp("i feel happy")
+    for handle in handles:
+        handle.remove()
+    assert dtypes[0] == torch.bfloat16 and dtypes[-1] == torch.float32
+    with predictor.runtime.float_weights():
+        for name, tensor in original.state_dict().items():
+            assert torch.equal(module.state_dict()[name], tensor), name
+    assert all(module.state_dict()[n].dtype == torch.bfloat16 for n in floats)
+
+
 def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_checkpoint):
     texts = [("i feel happy " * (n % 7 + 1)) + str(n) for n in range(40)][::-1]
     for model in (learned_pipeline, hf_checkpoint):
@@ -221,7 +255,7 @@ def test_length_batches():
     assert length_batches([], 10) == []
 
 
-@pytest.mark.parametrize("quantize", ["int8", "bf16"])
+@pytest.mark.parametrize("quantize", ["int8", "bf16", "bf16-full"])
 def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quantize):
     fast = classifier(learned_pipeline, quantize=quantize, sort_by_length=True, batch_tokens=64)
     quantized_probs, _ = predict(fast)
@@ -244,6 +278,7 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quan
     "bad",
     [
         {"quantize": "int4"}, {"autocast": "fp8"}, {"quantize": "int8", "autocast": "bf16"}, {"quantize": "bf16", "autocast": "fp16"},
+        {"quantize": "bf16-full", "autocast": "bf16"},
         {"torch_threads": -1}, {"batch_tokens": 0},
     ],
 )
@@ -275,7 +310,8 @@ def test_length_buckets_pad_only_bf16_batches(learned_pipeline, quantize):
     assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == DEFAULT_CONFIG["batch_tokens"]
 
 
-def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path):
+@pytest.mark.parametrize("quantize", ["bf16", "bf16-full"])
+def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path, quantize):
     """With sort_by_length and bf16 Linear layers the pipeline's tokenizer pads
     batches to a multiple of WORDPIECE_MULTIPLE (spacy-transformers still sees a
     fast tokenizer, for offsets); saving writes the tokenizer unchanged, and
@@ -284,7 +320,7 @@ def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path)
 
     from spacy_emotion.predictors import WORDPIECE_MULTIPLE
 
-    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True, "quantize": "bf16"})
+    nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True, "quantize": quantize})
     predictor = nlp.get_pipe("emotion_classifier").predictor
     tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
     assert isinstance(tokenizer, PreTrainedTokenizerFast)

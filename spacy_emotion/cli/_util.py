@@ -24,7 +24,9 @@ RUNTIME_OPTION = typer.Option(
     "torch", "--runtime", help=f"What runs the transformer: {' or '.join(RUNTIMES)} (ONNX Runtime on the CPU; needs the onnx extra)"
 )
 QUANTIZE_OPTION = typer.Option(
-    "auto", "--quantize", help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16 on CPUs with native bf16, else float32)"
+    "auto", "--quantize",
+    help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16 on CPUs with native bf16, else float32; "
+    "bf16-full: the whole transformer in bf16)",
 )
 
 
