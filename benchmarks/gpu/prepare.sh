@@ -97,6 +97,6 @@ cat <<EOF
 == the device call (one run; about 7 minutes on an H200, see benchmarks/RESULTS.md "Preparing a GPU session")
   command:   bash benchmarks/gpu/run.sh
   carry:     [".gpu"]
-  timeout_s: 560
+  timeout_s: 570
 Check it here first (CPU, tiny sizes, ~3 min):  bash benchmarks/gpu/run.sh --cpu
 EOF
