@@ -24,7 +24,7 @@ from spacy_emotion.pipeline_component import DEFAULT_CONFIG
 from spacy_emotion.speed import Bf16Linear, SpeedOptions, TorchRuntime, length_batches, native_bf16_cpu
 
 from conftest import TRF_CONFIG, train_tiny
-from tiny import toy_examples
+from tiny import ARCHITECTURES, make_backbone, toy_examples
 
 TEXTS = (
     [t for t, _ in toy_examples(4, seed=21)]
@@ -233,6 +233,23 @@ def test_bf16_full_runs_the_whole_transformer_in_bf16(learned_pipeline, hf_check
         for name, tensor in original.state_dict().items():
             assert torch.equal(module.state_dict()[name], tensor), name
     assert all(module.state_dict()[n].dtype == torch.bfloat16 for n in floats)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("quantize", ["bf16", "bf16-full"])
+def test_bf16_settings_on_every_architecture(arch, quantize, tmp_path):
+    """bf16 Linear layers and the all-bf16 transformer run BERT, DistilBERT,
+    RoBERTa and ModernBERT (their own attention, embeddings and rotary
+    positions in bf16 too) and stay close to float32; saving gives back float32."""
+    from spacy_emotion.predictors import HFPredictor
+
+    path = make_backbone(tmp_path / arch, arch, num_labels=6, id2label=dict(enumerate(LABELS)))
+    expected = HFPredictor(path).predict(TEXTS)
+    predictor = HFPredictor(path, options=SpeedOptions(quantize=quantize))
+    assert predictor.runtime.linear_format == quantize
+    assert np.abs(predictor.predict(TEXTS) - expected).max() <= LOW_PRECISION
+    predictor.to_disk(tmp_path / "saved")
+    assert np.abs(HFPredictor(tmp_path / "saved").predict(TEXTS) - expected).max() <= FLOAT32
 
 
 def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_checkpoint):
