@@ -2,8 +2,8 @@
 
 :class:`SpeedOptions` is what the component's config holds (length-bucketed
 batches, inference mode, torch threads, int8 or bf16 Linear layers, the whole
-transformer in bf16, bf16/fp16 autocast, ONNX Runtime instead of torch); :class:`TorchRuntime` applies them
-to the predictor's torch module;
+transformer in bf16, bf16/fp16 autocast, ONNX Runtime instead of torch);
+:class:`TorchRuntime` applies them to the predictor's torch module;
 :func:`length_batches` cuts texts into length buckets.
 
 The defaults are the settings measured to be faster at the same labels:
@@ -60,8 +60,9 @@ class SpeedOptions:
         activations (embeddings, attention, GELU and LayerNorm too; no
         float32 round trip around each Linear layer), its outputs cast to
         float32 (faster than "bf16" where bf16 matrix products are cheap,
-        e.g. on AMX CPUs; a little further from float32); "auto": "bf16" on a CPU that computes bf16 natively
-        (AVX-512 BF16 or AMX; see :func:`native_bf16_cpu`), "none" on other
+        e.g. on AMX CPUs; a little further from float32); "auto": "bf16" on
+        a CPU that computes bf16 natively (AVX-512 BF16 or AMX; see
+        :func:`native_bf16_cpu`), "none" on other
         CPUs, on a GPU, and when `autocast` is set. Saving the pipeline
         still writes the original float weights.
     autocast (str): "none", "bf16" or "fp16": run the transformer under
@@ -232,7 +233,7 @@ class TorchRuntime:
             name: tensor.detach().clone() for name, tensor in self.module.state_dict().items()
             if tensor.is_floating_point() and tensor.dtype != dtype
         }
-        # what is saved only: buffers that are not (e.g. rotary frequencies) stay as they are
+        # only what state_dict holds: non-persistent buffers (e.g. rotary frequencies) keep their dtype
         _set_tensors(self.module, {name: tensor.to(dtype) for name, tensor in self._float_rest.items()})
 
     @contextlib.contextmanager
