@@ -285,11 +285,15 @@ class Runner:
 
 
 class SpacyRunner(Runner):
-    """A: a spaCy pipeline whose docs get `doc.cats` with the six emotions."""
+    """A: a spaCy pipeline whose docs get `doc.cats` with the six emotions.
 
-    def __init__(self, nlp, batch_size: int) -> None:
+    module: the torch module of its transformer (spacy-transformers' HF
+    model, or the component's HF checkpoint), for `time_split`."""
+
+    def __init__(self, nlp, batch_size: int, module=None) -> None:
         self.nlp = nlp
         self.batch_size = batch_size
+        self.module = module
         self.linear_format: Optional[str] = None
 
     def stream(self, texts: Iterator[str]) -> Iterator[str]:
@@ -354,6 +358,44 @@ class PipelineRunner(Runner):
         return self._label(self.pipe(text))
 
 
+def time_split(runner: "SpacyRunner", texts: List[str], device: str) -> Dict[str, float]:
+    """One more run over the texts with the transformer's forward pass timed
+    by torch hooks; on a GPU each forward call is bracketed by
+    torch.cuda.synchronize(), so its kernels count as forward time (and the
+    work queued before it does not). Not one of the timed runs.
+
+    RETURNS (Dict[str, float]): ms per doc: "total", "forward" (the
+    transformer's forward calls) and "other" (everything else: tokenizers,
+    alignment, pooling, textcat, Docs), and "forward_calls" (per run).
+    """
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    spent = {"forward": 0.0, "calls": 0, "start": 0.0}
+
+    def before(module, args, kwargs=None):
+        sync()
+        spent["start"] = time.perf_counter()
+
+    def after(module, args, output):
+        sync()
+        spent["forward"] += time.perf_counter() - spent["start"]
+        spent["calls"] += 1
+
+    handles = [runner.module.register_forward_pre_hook(before), runner.module.register_forward_hook(after)]
+    try:
+        t0 = time.perf_counter()
+        runner.run(texts)
+        sync()
+        total = time.perf_counter() - t0
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = len(texts)
+    return {"total": 1000 * total / n, "forward": 1000 * spent["forward"] / n,
+            "other": 1000 * (total - spent["forward"]) / n, "forward_calls": spent["calls"]}
+
+
 def import_libraries(system: str) -> None:
     """Import what a system needs, so that its load time is the model's alone."""
     import torch  # noqa: F401
@@ -384,12 +426,14 @@ def load_runner(job: Dict[str, Any]) -> Runner:
         component = nlp.get_pipe("emotion_classifier")
         component.initialize()
         nlp.max_length = 10**8
-        runner = SpacyRunner(nlp, bs)
-        linear = component.predictor.runtime.linear_format  # quantize "auto" resolved
+        predictor = component.predictor
+        runner = SpacyRunner(nlp, bs, predictor.torch_module() if predictor.kind == "spacy" else predictor.model)
+        linear = predictor.runtime.linear_format  # quantize "auto" resolved
         runner.linear_format = f"{linear} (ONNX Runtime)" if component.speed_options.runtime == "onnx" else linear
         return runner
     if system == "A-pipeline":
-        return SpacyRunner(spacy.load(job["model"]), bs)
+        nlp = spacy.load(job["model"])
+        return SpacyRunner(nlp, bs, nlp.get_pipe("transformer").model.transformer)
     if system == "B":
         return HFRunner(job["export"], bs, device)
     if system == "C-default":
@@ -432,6 +476,7 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
         runs.append(time.perf_counter() - t0)
         log(name, f"test run {rep + 1}/{job['repeats']}: {len(texts) / runs[-1]:.1f} docs/s")
     median = statistics.median(runs)
+    split = time_split(runner, texts, job["device"]) if getattr(runner, "module", None) is not None else None
     result: Dict[str, Any] = {
         "system": job["system"],
         "description": SYSTEMS[job["system"]],
@@ -451,6 +496,10 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
         },
         "predictions": predictions,  # scored by the parent process (no scikit-learn import here)
     }
+    if split:
+        result["time_split_ms_per_doc"] = split
+        log(name, f"time per doc: {split['total']:.3f} ms, of which the transformer's forward pass {split['forward']:.3f} ms "
+                  f"({100 * split['forward'] / split['total']:.0f} %), the rest {split['other']:.3f} ms")
 
     # single-text latency
     if job["latency"]:
@@ -823,6 +872,12 @@ def markdown(results: Dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append("\\* B and C: not a trained head (see B above); accuracy only shows they ran.")
+    splits = {n: r["time_split_ms_per_doc"] for n, r in results["systems"].items() if r.get("time_split_ms_per_doc")}
+    if splits:
+        lines += ["", "Where A's time goes (one more run over the test texts, the transformer's forward calls timed by torch hooks):", "",
+                  "| system | ms per doc | forward pass ms | rest ms | forward share | forward calls |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {n} | {fmt(t['total'], 3)} | {fmt(t['forward'], 3)} | {fmt(t['other'], 3)} | "
+                  f"{fmt(100 * t['forward'] / t['total'], 0)} % | {t['forward_calls']} |" for n, t in splits.items()]
     if any("gpu_peak_mb" in r for r in results["systems"].values()):
         lines += ["", "| system | GPU peak MB |", "|---|---:|"]
         lines += [f"| {n} | {fmt(r.get('gpu_peak_mb'), 0)} |" for n, r in results["systems"].items()]

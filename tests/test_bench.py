@@ -84,6 +84,12 @@ def test_results_json_is_complete(results):
         assert positive(stream["rss_from_mb"]) and positive(stream["rss_to_mb"])
         assert math.isfinite(stream["rss_growth_pct"])
         assert "predictions" not in system
+        split = system.get("time_split_ms_per_doc")
+        if name.startswith("A-"):  # where A's time goes: the forward pass and the rest add up to the run
+            assert split["forward_calls"] > 0 and positive(split["forward"]) and positive(split["total"])
+            assert split["forward"] + split["other"] == pytest.approx(split["total"]) and split["forward"] < split["total"]
+        else:
+            assert split is None
 
 
 def test_variants_and_training(results):
@@ -121,6 +127,7 @@ def test_results_md(results):
     for name in list(res["systems"]) + list(res["variants"]):
         assert f"| {name} |" in md
     assert "## Training throughput" in md and "| fp32 |" in md
+    assert "Where A's time goes" in md and "| A-pipeline | " in md.split("Where A's time goes")[1]
 
 
 @pytest.fixture(scope="module")
