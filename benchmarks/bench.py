@@ -288,7 +288,7 @@ class SpacyRunner(Runner):
     """A: a spaCy pipeline whose docs get `doc.cats` with the six emotions.
 
     module: the torch module of its transformer (spacy-transformers' HF
-    model, or the component's HF checkpoint), for `time_split`."""
+    model, or the encoder of the component's HF checkpoint), for `time_split`."""
 
     def __init__(self, nlp, batch_size: int, module=None) -> None:
         self.nlp = nlp
@@ -427,7 +427,7 @@ def load_runner(job: Dict[str, Any]) -> Runner:
         component.initialize()
         nlp.max_length = 10**8
         predictor = component.predictor
-        runner = SpacyRunner(nlp, bs, predictor.torch_module() if predictor.kind == "spacy" else predictor.model)
+        runner = SpacyRunner(nlp, bs, predictor.runtime.module)  # the transformer the speed settings apply to
         linear = predictor.runtime.linear_format  # quantize "auto" resolved
         runner.linear_format = f"{linear} (ONNX Runtime)" if component.speed_options.runtime == "onnx" else linear
         return runner

@@ -212,9 +212,9 @@ def test_bf16_full_runs_the_whole_transformer_in_bf16(learned_pipeline, hf_check
     model = learned_pipeline if backend == "spacy" else hf_checkpoint
     nlp = classifier(model, quantize="bf16-full")
     predictor = nlp.get_pipe("emotion_classifier").predictor
-    module = predictor.torch_module() if backend == "spacy" else predictor.model.base_model
+    module = predictor.runtime.module
     original = classifier(model, **AS_TRAINED).get_pipe("emotion_classifier").predictor
-    original = original.torch_module() if backend == "spacy" else original.model.base_model
+    original = original.runtime.module
     assert predictor.runtime.linear_format == "bf16-full"
     assert any(isinstance(m, Bf16Linear) for m in module.modules())
     floats = {n: t for n, t in module.state_dict().items() if t.is_floating_point()}

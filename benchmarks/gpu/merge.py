@@ -10,6 +10,7 @@ functions, and marks every results file as measured on a randomly initialised
 backbone (speed and memory only).
 """
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def main() -> None:
     infer, train = load(args.infer), load(args.train)
     if infer is None and train is None:
         raise SystemExit("[merge] neither bench run wrote results.json")
-    merged = json.loads(json.dumps(infer or train))
+    merged = copy.deepcopy(infer or train)
     merged.setdefault("systems", {})
     merged.setdefault("variants", {})
     merged["training"] = (train or {}).get("training", {})

@@ -31,7 +31,6 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -97,7 +96,7 @@ def repack(src: Path, dst: Path) -> None:
         target = dst / wheel.name
         with zipfile.ZipFile(wheel) as zin:
             names = zin.namelist()
-            if not any(n.endswith(".so") or ".so." in n for n in names):
+            if not any(_is_extension(n) for n in names):
                 shutil.copy2(wheel, target)
                 print(f"  {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MB (copied)")
                 continue
@@ -106,7 +105,7 @@ def repack(src: Path, dst: Path) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 for info in zin.infolist():
                     data = zin.read(info)
-                    if info.filename.endswith(".so") or ".so." in info.filename:
+                    if _is_extension(info.filename):
                         path = Path(tmp) / "ext.so"
                         path.write_bytes(data)
                         subprocess.run([strip, "--strip-debug", str(path)], check=True)
@@ -132,12 +131,17 @@ def repack(src: Path, dst: Path) -> None:
         print(f"  {wheel.name}: {wheel.stat().st_size / 2**20:.1f} -> {target.stat().st_size / 2**20:.1f} MB (stripped)")
 
 
-def _metadata(wheel: Path) -> Tuple[str, List[str]]:
+def _is_extension(name: str) -> bool:
+    return name.endswith(".so") or ".so." in name
+
+
+def _requires_dist(wheel: Path) -> List[str]:
+    """The Requires-Dist lines of a wheel's METADATA."""
     with zipfile.ZipFile(wheel) as z:
         name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
         text = z.read(name).decode("utf8")
     headers = text.split("\n\n", 1)[0].splitlines()
-    return text, [h.split(":", 1)[1].strip() for h in headers if h.startswith("Requires-Dist:")]
+    return [h.split(":", 1)[1].strip() for h in headers if h.startswith("Requires-Dist:")]
 
 
 def _verify_record(wheel: Path) -> List[str]:
@@ -201,7 +205,7 @@ def check(folder: Path) -> int:
 
     def requirements(wheel: Path, extras: Tuple[str, ...] = ()) -> List[Requirement]:
         out = []
-        for line in _metadata(wheel)[1]:
+        for line in _requires_dist(wheel):
             req = Requirement(line)
             if req.marker is None:
                 out.append(req)
@@ -223,7 +227,7 @@ def check(folder: Path) -> int:
             if req.specifier and not req.specifier.contains(version, prereleases=True):
                 problems.append(f"{who} needs {req}, the wheelhouse has {version}")
             for sub in requirements(wheel, tuple(sorted(req.extras))):
-                if sub.marker is not None and not Marker(str(sub.marker)).evaluate({**DEVICE_ENV, "extra": ""}):
+                if sub.marker is not None and not sub.marker.evaluate({**DEVICE_ENV, "extra": ""}):
                     satisfied(sub, f"{name}[{','.join(sorted(req.extras))}]")  # an extra's requirement
             return f"wheelhouse {version}"
         alias = PROVIDED_BY.get(name)
