@@ -96,8 +96,10 @@ def model_info(nlp: Language) -> Dict[str, Any]:
         "backend" ("spacy" or "huggingface"), "model_version" (the trained
         pipeline's meta version, None for other backends), "threshold",
         "per_sentence", "labels" (in LABELS order), "runtime" ("torch" or
-        "onnx") and "linear_layers" (the Linear layers' format as it runs:
-        "none" = float32, "int8", "bf16" or "bf16-full").
+        "onnx"), "linear_layers" (the Linear layers' format as it runs:
+        "none" = float32, "int8", "bf16" or "bf16-full") and "fast_path"
+        (whether a trained pipeline runs through its batched fast path;
+        False for the HF backend, which has none).
     """
     pipe = nlp.get_pipe(COMPONENT)
     predictor = pipe.predictor
@@ -111,6 +113,7 @@ def model_info(nlp: Language) -> Dict[str, Any]:
         "labels": list(LABELS),
         "runtime": pipe.cfg["runtime"],
         "linear_layers": predictor.runtime.linear_format,
+        "fast_path": getattr(predictor, "fast_path", None) is not None,
     }
 
 

@@ -25,11 +25,13 @@ Speed settings (see `speed.SpeedOptions`), with their defaults:
                                    # "bf16-full" (the whole transformer in bf16)
         "autocast": "none",        # bf16/fp16 autocast (GPU)
         "runtime": "torch",        # or "onnx": ONNX Runtime on the CPU
+        "fast_path": True,         # trained pipelines: whole batches, not nlp.pipe
     })
 
 They apply when the model loads and never change what is saved. To run
 the model exactly as trained (float32, the pipeline's own batches), set
-sort_by_length false, inference_mode false and quantize "none".
+sort_by_length false, inference_mode false, quantize "none" and fast_path
+false.
 """
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
@@ -62,6 +64,7 @@ torch_threads = 0
 quantize = "auto"
 autocast = "none"
 runtime = "torch"
+fast_path = true
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
 
@@ -114,13 +117,14 @@ def make_emotion_classifier(
     quantize: str,
     autocast: str,
     runtime: str,
+    fast_path: bool,
 ) -> "EmotionClassifier":
     """Create an `emotion_classifier` (see EmotionClassifier); spaCy fills
     every argument from DEFAULT_CONFIG and the user's config."""
     return EmotionClassifier(
         nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer,
         sort_by_length=sort_by_length, batch_tokens=batch_tokens, inference_mode=inference_mode,
-        torch_threads=torch_threads, quantize=quantize, autocast=autocast, runtime=runtime,
+        torch_threads=torch_threads, quantize=quantize, autocast=autocast, runtime=runtime, fast_path=fast_path,
     )
 
 
@@ -148,6 +152,7 @@ class EmotionClassifier(Pipe):
         quantize: str = "auto",
         autocast: str = "none",
         runtime: str = "torch",
+        fast_path: bool = True,
     ) -> None:
         """
         model (str): an installed package or a directory: a pipeline trained
@@ -159,7 +164,7 @@ class EmotionClassifier(Pipe):
         cats_prefix (str): prefix of the keys written to `doc.cats`.
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
-            autocast, runtime: speed settings, applied when the model loads (see
+            autocast, runtime, fast_path: speed settings, applied when the model loads (see
             `speed.SpeedOptions`).
         """
         if not 0.0 <= float(threshold) <= 1.0:
@@ -177,7 +182,7 @@ class EmotionClassifier(Pipe):
         options = SpeedOptions(
             sort_by_length=bool(sort_by_length), batch_tokens=int(batch_tokens), inference_mode=bool(inference_mode),
             torch_threads=int(torch_threads), quantize=str(quantize), autocast=str(autocast),
-            runtime=str(runtime),
+            runtime=str(runtime), fast_path=bool(fast_path),
         )  # validates
         self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None

@@ -7,7 +7,8 @@ A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
   component (what ``spacy project run all`` builds: an installed package such
   as ``en_emotion_trf`` or a directory like ``training/trf/model-best``).
   Long texts are covered by spacy-transformers' strided windows (window 128,
-  stride 96 wordpieces in ``configs/trf.cfg``): every wordpiece is seen.
+  stride 96 spaCy tokens in ``configs/trf.cfg``): every token is seen.
+  By default it runs through its batched fast path (:mod:`fast_path`).
 * :class:`HFPredictor`: a Hugging Face sequence-classification checkpoint
   directory (``config.json`` with ``id2label``, weights, tokenizer). Texts
   longer than the model's window are split into overlapping windows
@@ -34,6 +35,7 @@ import numpy as np
 import spacy
 import srsly
 
+from .fast_path import BatchedTextcat
 from .labels import LABELS
 from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
@@ -131,6 +133,12 @@ class SpacyPredictor:
         _label_order(labels, f"the pipeline {source}")
         self.source = source
         self.runtime = self._apply(options or SpeedOptions.as_trained())
+        self.fast_path: Optional[BatchedTextcat] = None
+        self.fast_path_reason = "off (fast_path=false)"
+        if self.options.fast_path:
+            self.fast_path, self.fast_path_reason = BatchedTextcat.from_pipeline(nlp)
+            if self.fast_path is not None:
+                self._fast_columns = [self.fast_path.labels.index(label) for label in LABELS]
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
@@ -201,10 +209,12 @@ class SpacyPredictor:
         if longest >= self.nlp.max_length:
             self.nlp.max_length = longest + 1
         with self.runtime.running():
-            docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
-        for i, doc in zip(keep, docs):
-            row = np.asarray([doc.cats[label] for label in LABELS], dtype="float32")
-            probs[i] = row / row.sum()
+            if self.fast_path is not None:
+                rows = self.fast_path.predict([texts[i] for i in keep])[:, self._fast_columns]
+            else:
+                docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
+                rows = np.asarray([[doc.cats[label] for label in LABELS] for doc in docs], dtype="float32")
+        probs[keep] = rows / rows.sum(axis=1, keepdims=True)
         return probs
 
     def to_disk(self, path: Path) -> None:

@@ -339,7 +339,7 @@ def create_app(
             "status": "ok",
             "model_loaded": True,
             "version": __version__,
-            **{k: info[k] for k in ("model", "backend", "model_version", "threshold", "runtime", "linear_layers")},
+            **{k: info[k] for k in ("model", "backend", "model_version", "threshold", "runtime", "linear_layers", "fast_path")},
             "limits": {"max_chars": limits.max_chars, "max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
             "batching": {"enabled": batcher.enabled, "max_wait_ms": batcher.max_wait_s * 1000,
                          "max_texts": batcher.max_texts, **batcher.stats},

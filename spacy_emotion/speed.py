@@ -2,12 +2,13 @@
 
 :class:`SpeedOptions` is what the component's config holds (length-bucketed
 batches, inference mode, torch threads, int8 or bf16 Linear layers, the whole
-transformer in bf16, bf16/fp16 autocast, ONNX Runtime instead of torch);
+transformer in bf16, bf16/fp16 autocast, ONNX Runtime instead of torch, the
+spaCy backend's batched fast path);
 :class:`TorchRuntime` applies them to the predictor's torch module;
 :func:`length_batches` cuts texts into length buckets.
 
 The defaults are the settings measured to be faster at the same labels:
-length buckets, inference mode, and on a CPU that computes bf16 natively
+length buckets, inference mode, the fast path, and on a CPU that computes bf16 natively
 (AVX-512 BF16 or AMX) bf16 Linear layers (2x the float32 speed of the
 trained MiniLM, 100 % of its test labels). :meth:`SpeedOptions.as_trained`
 changes nothing. Measured speed and accuracy of each: benchmarks/RESULTS.md.
@@ -70,6 +71,14 @@ class SpeedOptions:
         float32. On a CPU quantize="bf16" is as fast with a lower
         single-text latency (it casts the weights once, autocast in every
         call). Not together with quantize "int8" or "bf16".
+    fast_path (bool): spaCy backend: run the trained pipeline's transformer
+        and textcat over whole batches (one alignment, pooling and softmax
+        per batch, see `fast_path.BatchedTextcat`) instead of `nlp.pipe`,
+        which splits every batch into per-doc objects and classifies doc by
+        doc. The same scores to float rounding. A pipeline it can't run
+        exactly (other components, a textcat that reads the docs itself)
+        runs `nlp.pipe`; the predictor's `fast_path` says which runs. No
+        effect on the HF backend, which already runs whole batches.
     runtime (str): what runs the transformer: "torch", or "onnx": ONNX
         Runtime on the CPU, over an export made when the model loads (see
         `onnx_runtime`; needs the `onnx` extra). With "onnx", quantize
@@ -84,6 +93,7 @@ class SpeedOptions:
     quantize: str = "auto"
     autocast: str = "none"
     runtime: str = "torch"
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -109,8 +119,8 @@ class SpeedOptions:
 
     @classmethod
     def as_trained(cls, **changes: Any) -> "SpeedOptions":
-        """Options that change nothing: float32 in torch, the pipeline's own batching."""
-        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none", runtime="torch")
+        """Options that change nothing: float32 in torch, the pipeline's own batching, `nlp.pipe`."""
+        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none", runtime="torch", fast_path=False)
         return cls(**{**plain, **changes})
 
     def linear_format(self, device_type: str) -> str:

@@ -43,6 +43,7 @@ def test_health_and_labels(client, trained_pipeline):
     assert health["limits"]["max_chars"] == MAX_CHARS and health["limits"]["max_batch"] == MAX_BATCH
     assert health["batching"]["enabled"] is True
     assert health["runtime"] == "torch" and health["linear_layers"] in ("none", "bf16")
+    assert health["fast_path"] is True  # the trained pipeline runs batched
     assert client.get("/labels").json() == {"labels": list(LABELS)}
 
 

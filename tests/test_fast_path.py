@@ -1,0 +1,125 @@
+"""The spaCy backend's fast path (`fast_path.BatchedTextcat`): the scores of
+`nlp.pipe` on the trained pipeline, to float rounding, for every backbone
+family, every kind of text and every batch cut; pipelines it can't run
+exactly run `nlp.pipe`."""
+import numpy as np
+import pytest
+import spacy
+from spacy.training import Example
+from thinc.types import Ragged
+
+from spacy_emotion.fast_path import BatchedTextcat
+from spacy_emotion.inference import model_info
+from spacy_emotion.labels import LABELS
+from spacy_emotion.predictors import from_directory
+from spacy_emotion.speed import SpeedOptions
+
+from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
+from tiny import ARCHITECTURES, make_backbone, toy_examples
+
+TEXTS = (
+    [t for t, _ in toy_examples(3, seed=5)]
+    + ["", "   ", "i adore you", "scared", "I AM SO ANGRY!!!", "😀😀 yay", "\u200b", "i feel \u200b happy", "\u200b\u200b \u200b"]
+    + ["i feel so happy today and " * 60]  # 361 spaCy tokens: three overlapping strided windows of 128
+    + ["a" * 700, "i am " + "very " * 30 + "afraid", "tab\tand\nnew line"]
+)
+FLOAT32 = 1e-5
+
+
+def random_head_pipeline(arch: str, path) -> str:
+    """configs/trf.cfg over a tiny random `arch`, initialised on toy data, with
+    a random softmax layer (an untrained one is all zeros: uniform scores)."""
+    backbone = make_backbone(path / "backbone", arch)
+    config = spacy.util.load_config(TRF_CONFIG, overrides={"paths.backbone": str(backbone)}, interpolate=True)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}}) for t, label in toy_examples(2)]
+    nlp.initialize(lambda: examples)
+    rng = np.random.default_rng(0)
+    for node in nlp.get_pipe("textcat").model.walk():
+        if node.name == "softmax":
+            node.set_param("W", rng.normal(0, 0.3, node.get_param("W").shape).astype("float32"))
+            node.set_param("b", rng.normal(0, 1, node.get_param("b").shape).astype("float32"))
+    nlp.to_disk(path / "pipeline")
+    return path / "pipeline"
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def pipeline(request, tmp_path_factory):
+    return random_head_pipeline(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.mark.parametrize("options", [
+    {},  # float32, the pipeline's own batch budget
+    {"sort_by_length": True, "batch_tokens": 24},  # many small length buckets
+    {"sort_by_length": True, "inference_mode": True, "quantize": "bf16"},  # padded wordpieces, bf16 Linear layers
+])
+def test_fast_path_gives_the_scores_of_nlp_pipe(pipeline, options):
+    reference = from_directory(pipeline, SpeedOptions.as_trained(**options))
+    assert reference.fast_path is None
+    fast = from_directory(pipeline, SpeedOptions.as_trained(fast_path=True, **options))
+    assert fast.fast_path is not None, fast.fast_path_reason
+    expected = reference.predict(TEXTS)
+    got = fast.predict(TEXTS)
+    assert np.abs(got - expected).max() <= FLOAT32
+    assert got.sum(axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-5)
+    assert np.ptp(got[[0, 1, 2]], axis=0).max() > 1e-3  # the random head tells texts apart: a real comparison
+    # the same scores whatever the batch a text comes in
+    single = np.concatenate([fast.predict([text]) for text in TEXTS[::-1]])[::-1]
+    assert np.abs(single - got).max() <= FLOAT32
+
+
+def test_fast_path_is_the_component_default(trained_pipeline):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(trained_pipeline)})
+    assert nlp.get_pipe("emotion_classifier").predictor.fast_path is not None
+    assert model_info(nlp)["fast_path"] is True
+    off = spacy.blank("en")
+    off.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), "fast_path": False})
+    assert off.get_pipe("emotion_classifier").predictor.fast_path is None
+    assert model_info(off)["fast_path"] is False
+    docs, off_docs = list(nlp.pipe(TEXTS)), list(off.pipe(TEXTS))
+    for doc, off_doc in zip(docs, off_docs):
+        assert doc.cats == pytest.approx(off_doc.cats, abs=FLOAT32)
+        assert doc._.emotion == off_doc._.emotion
+
+
+def test_hf_backend_has_no_fast_path(hf_checkpoint):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": str(hf_checkpoint)})
+    assert model_info(nlp)["fast_path"] is False
+
+
+def test_pipelines_it_cannot_run_exactly_run_nlp_pipe(trained_pipeline, toy_corpus, tmp_path):
+    """A component before the transformer may change the docs; a bag-of-words
+    textcat reads them itself: both take nlp.pipe, with the reason."""
+    nlp = spacy.load(trained_pipeline)
+    nlp.add_pipe("sentencizer", first=True)
+    nlp.to_disk(tmp_path / "extra")
+    bow = train_tiny(BOW_CONFIG, toy_corpus, tmp_path / "bow", {"training.max_steps": 10})
+    for path, reason in ((tmp_path / "extra", "sentencizer, transformer, textcat"), (bow, "components are textcat")):
+        predictor = from_directory(path, SpeedOptions.as_trained(fast_path=True))
+        assert predictor.fast_path is None and reason in predictor.fast_path_reason
+        docs = list(spacy.load(path).pipe(TEXTS[:6]))
+        expected = np.asarray([[doc.cats[k] for k in LABELS] for doc in docs])
+        assert predictor.predict(TEXTS[:6])[2:] == pytest.approx(expected[2:], abs=1e-6)  # 0, 1: empty, uniform
+
+
+def test_a_textcat_that_is_not_a_listener_is_refused(trained_pipeline):
+    nlp = spacy.load(trained_pipeline)
+    textcat = nlp.get_pipe("textcat")
+    textcat.model.layers[0].layers[0].layers[0].layers[0].name = "something-else"  # the listener, renamed
+    fast, reason = BatchedTextcat.from_pipeline(nlp)
+    assert fast is None and "not a transformer listener" in reason
+
+
+def test_docs_without_wordpieces_get_zero_rows():
+    """Token rows as spacy-transformers' alignment gives them: a doc whose
+    tokens have no wordpieces at all gets one zero row (index 7 here) per
+    token; a token without wordpieces in another doc keeps none."""
+    align = Ragged(np.asarray([1, 2, 3, 5], dtype="int32"), np.asarray([2, 0, 1, 0, 0, 1], dtype="int32"))
+    # docs of 3, 2 and 1 tokens: the second has no wordpieces
+    index, lengths = BatchedTextcat._token_rows(align, [3, 2, 1], zero_row=7)
+    assert lengths.tolist() == [2, 0, 1, 1, 1, 1]
+    assert index.tolist() == [1, 2, 3, 7, 7, 5]
+    with pytest.raises(ValueError, match="aligned 6 tokens for a batch of 5"):
+        BatchedTextcat._token_rows(align, [3, 2], zero_row=7)
