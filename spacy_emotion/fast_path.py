@@ -110,8 +110,9 @@ class BatchedTextcat:
         spacy-transformers' alignment of such a doc does; tokens without
         wordpieces in other docs keep no rows, as there.
         RETURNS (Tuple[np.ndarray, np.ndarray]): row indices and lengths per token."""
-        index = np.asarray(align.dataXd, dtype="int32")
-        lengths = np.asarray(align.lengths, dtype="int32").copy()
+        ops = get_current_ops()  # spacy-transformers keeps the alignment in numpy; to_numpy takes either
+        index = np.asarray(ops.to_numpy(align.dataXd), dtype="int32")
+        lengths = np.array(ops.to_numpy(align.lengths), dtype="int32")
         doc_lengths = np.asarray(doc_lengths, dtype="int32")
         if lengths.shape[0] != doc_lengths.sum():
             raise ValueError(f"The transformer aligned {lengths.shape[0]} tokens for a batch of {doc_lengths.sum()}.")

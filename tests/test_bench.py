@@ -201,3 +201,35 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     assert proc.returncode != 0 and "unknown system or setting: D" in proc.stderr
     proc = run_script("--model", tmp_path / "missing", "--out", tmp_path, timeout=300)
     assert proc.returncode != 0 and "no such pipeline" in proc.stderr
+
+
+PAIRED = ROOT / "benchmarks" / "paired.py"
+
+
+def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_folder, tmp_path):
+    """benchmarks/paired.py: two settings in one process, interleaved rounds."""
+    out = tmp_path / "paired.json"
+    same = '{"fast_path": false, "quantize": "none"}'
+    proc = subprocess.run(
+        [sys.executable, str(PAIRED), "--model", str(trained_pipeline), "--data", str(toy_folder),
+         "--a", same, "--b", '{"quantize": "none"}', "--rounds", "3", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf8"))
+    assert res["A"]["settings"] == {"fast_path": False, "quantize": "none"} and res["B"]["settings"] == {"quantize": "none"}
+    for side in ("A", "B"):
+        assert len(res[side]["docs_per_s"]) == 3 and all(positive(v) for v in res[side]["docs_per_s"])
+    ratios = res["ratio_b_over_a"]
+    assert ratios["rounds"] == pytest.approx([b / a for a, b in zip(res["A"]["docs_per_s"], res["B"]["docs_per_s"])])
+    assert ratios["min"] <= ratios["median"] <= ratios["max"]
+    # float32 with and without the fast path: the same scores
+    assert res["max_probability_difference"] <= 1e-5 and res["label_agreement"] == 1.0
+    assert res["meta"]["texts"] > 0 and res["meta"]["rounds"] == 3 and "--rounds 3" in res["meta"]["command"]
+    assert "B/A paired: median" in proc.stdout
+
+
+@pytest.mark.parametrize("bad, message", [(["--a", "{oops"], "--a is not JSON"), (["--b", "[1]"], "must be a JSON object"), (["--rounds", "0"], "at least 1")])
+def test_paired_rejects_bad_arguments(bad, message):
+    proc = subprocess.run([sys.executable, str(PAIRED), *bad], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr

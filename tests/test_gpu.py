@@ -59,11 +59,27 @@ def test_component_on_gpu_matches_cpu(gpu, trained_pipeline, autocast):
     nlp.add_pipe("emotion_classifier", config={"model": str(trained_pipeline), "autocast": autocast})
     # quantize "auto" keeps float32 Linear layers on a GPU: autocast alone sets the precision
     assert nlp.get_pipe("emotion_classifier").predictor.runtime.linear_format == "none"
+    assert nlp.get_pipe("emotion_classifier").predictor.fast_path is not None  # the default: batched on the GPU too
     got = [doc.cats for doc in nlp.pipe(TEXTS)]
     tolerance = 1e-4 if autocast == "none" else 0.05
     for want, have in zip(expected, got):
         assert have == pytest.approx(want, abs=tolerance)
         assert all(isinstance(v, float) for v in have.values())
+
+
+def test_fast_path_on_gpu_gives_the_scores_of_nlp_pipe(gpu, trained_pipeline):
+    """The batched fast path (cupy arrays, one alignment and softmax per batch)
+    against nlp.pipe, both on the GPU, on texts of every kind."""
+    import numpy as np
+
+    from spacy_emotion.predictors import from_directory
+    from spacy_emotion.speed import SpeedOptions
+
+    texts = TEXTS + ["", "\u200b", "i feel \u200b happy", "i feel so happy today and " * 60]
+    fast = from_directory(trained_pipeline, SpeedOptions.as_trained(fast_path=True))
+    assert fast.fast_path is not None
+    reference = from_directory(trained_pipeline, SpeedOptions.as_trained())
+    assert np.abs(fast.predict(texts) - reference.predict(texts)).max() <= 1e-5
 
 
 def test_hf_checkpoint_on_gpu(gpu, hf_checkpoint):

@@ -1,0 +1,128 @@
+"""Two `emotion_classifier` settings compared in one process, interleaved.
+
+bench.py times each setting in a fresh process of its own. On a shared
+2-core VM the same setting varies by about 10 % from one process to the next
+(benchmarks/RESULTS.md), which hides any smaller difference. Here both
+settings are loaded into one process and take turns over the same test texts,
+round after round (A B, then B A, ...). Each round gives a paired ratio B/A,
+which the machine's drift affects far less than it does two separate
+processes. Reported: the median docs/s of each, the paired ratios (median,
+min, max), and how far B's probabilities and labels are from A's.
+
+    python benchmarks/paired.py --model training/trf/model-best \\
+        --a '{"fast_path": false}' --b '{}' --rounds 10 --out benchmarks/paired.json
+
+Settings are the component's config keys as JSON (`{}`: its defaults).
+Nothing here is asserted: the numbers are for RESULTS.md, with the date,
+machine, commit and command the output file records.
+"""
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (read_test, machine_info, git_commit, log: one implementation)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="training/trf/model-best", help="the trained pipeline (directory or package)")
+    parser.add_argument("--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the test split")
+    parser.add_argument("--a", default='{"fast_path": false}', help="settings of A, JSON (the baseline)")
+    parser.add_argument("--b", default="{}", help="settings of B, JSON (default: the component's defaults)")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds; each times A and B once, in alternating order")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test texts (0: all)")
+    parser.add_argument("--out", default=None, help="JSON file for the results (default: print only)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    for name in ("a", "b"):
+        try:
+            settings = json.loads(getattr(args, name))
+        except json.JSONDecodeError as err:
+            parser.error(f"--{name} is not JSON: {err}")
+        if not isinstance(settings, dict):
+            parser.error(f"--{name} must be a JSON object of component settings, got {getattr(args, name)!r}")
+        setattr(args, name, settings)
+    return args
+
+
+def load(model: str, settings: Dict[str, Any]):
+    """A blank pipeline with `emotion_classifier` over `model`, loaded now."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("emotion_classifier", config={"model": model, **settings})
+    nlp.get_pipe("emotion_classifier").initialize()
+    return nlp
+
+
+def scores(nlp, texts: List[str], batch_size: int):
+    """RETURNS (np.ndarray): the (n, 6) doc.cats of the texts."""
+    import numpy as np
+
+    return np.asarray([[doc.cats[label] for label in bench.LABELS] for doc in nlp.pipe(texts, batch_size=batch_size)])
+
+
+def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
+    texts, _ = bench.read_test(Path(args.data), args.test_limit)
+    nlps = {"A": load(args.model, args.a), "B": load(args.model, args.b)}
+    first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
+    rates: Dict[str, List[float]] = {"A": [], "B": []}
+    for round_ in range(args.rounds):
+        for name in ("AB" if round_ % 2 == 0 else "BA"):
+            start = time.perf_counter()
+            scores(nlps[name], texts, args.batch_size)
+            rates[name].append(len(texts) / (time.perf_counter() - start))
+        bench.log("paired", f"round {round_ + 1}/{args.rounds}: A {rates['A'][-1]:.1f}, B {rates['B'][-1]:.1f} docs/s")
+    ratios = [b / a for a, b in zip(rates["A"], rates["B"])]
+    agree = float((first["A"].argmax(axis=1) == first["B"].argmax(axis=1)).mean())
+    return {
+        "meta": {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": bench.machine_info("cpu"),
+            "commit": bench.git_commit(),
+            "command": command,
+            "model": args.model,
+            "texts": len(texts),
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+        },
+        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"])},
+        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"])},
+        "ratio_b_over_a": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios},
+        "max_probability_difference": float(abs(first["A"] - first["B"]).max()),
+        "label_agreement": agree,
+    }
+
+
+def summary(result: Dict[str, Any]) -> str:
+    r = result["ratio_b_over_a"]
+    return (
+        f"A {json.dumps(result['A']['settings'])}: {result['A']['median_docs_per_s']:.1f} docs/s; "
+        f"B {json.dumps(result['B']['settings'])}: {result['B']['median_docs_per_s']:.1f} docs/s (medians of {result['meta']['rounds']}); "
+        f"B/A paired: median {r['median']:.3f}, min {r['min']:.3f}, max {r['max']:.3f}; "
+        f"max |Δp| {result['max_probability_difference']:.2g}, labels agree {100 * result['label_agreement']:.2f} %"
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    result = compare(args, "python benchmarks/paired.py " + " ".join(shlex.quote(a) for a in argv))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+    print(summary(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
