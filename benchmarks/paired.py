@@ -72,6 +72,15 @@ def scores(nlp, texts: List[str], batch_size: int):
 
 
 def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
+    meta = {  # before loading anything: the date and load average of the start
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": bench.machine_info("cpu"),
+        "commit": bench.git_commit(),
+        "command": command,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+    }
     texts, _ = bench.read_test(Path(args.data), args.test_limit)
     nlps = {"A": load(args.model, args.a), "B": load(args.model, args.b)}
     first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
@@ -85,16 +94,7 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
     ratios = [b / a for a, b in zip(rates["A"], rates["B"])]
     agree = float((first["A"].argmax(axis=1) == first["B"].argmax(axis=1)).mean())
     return {
-        "meta": {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": bench.machine_info("cpu"),
-            "commit": bench.git_commit(),
-            "command": command,
-            "model": args.model,
-            "texts": len(texts),
-            "batch_size": args.batch_size,
-            "rounds": args.rounds,
-        },
+        "meta": {**meta, "texts": len(texts)},
         "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"])},
         "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"])},
         "ratio_b_over_a": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios},
