@@ -98,7 +98,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 }
 REFERENCE_VARIANT = "as-trained"
 DEFAULT_VARIANTS = "as-trained,default,no-fast-path,float32,no-sort,no-inference-mode,threads1,int8,bf16-full,autocast-bf16,onnx,onnx-int8"
-GPU_VARIANTS = "as-trained,default,no-fast-path,batch-tokens-4096,bf16,bf16-full,autocast-bf16,autocast-fp16"
+GPU_VARIANTS = "as-trained,default,no-fast-path,batch-tokens-4096,bf16-full,autocast-bf16,autocast-fp16"
 MAX_ACCURACY_LOSS = 0.5  # points of test accuracy a speed setting may cost
 
 
