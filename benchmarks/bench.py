@@ -188,11 +188,11 @@ def stream_order(n_texts: int, n: int, seed: int) -> List[int]:
     return order
 
 
-def read_test(data: Path, limit: int = 0) -> Tuple[List[str], List[str]]:
-    """Texts and gold labels of the test split in a dataset folder."""
+def read_split(data: Path, limit: int = 0, name: str = "test") -> Tuple[List[str], List[str]]:
+    """Texts and gold labels of a split ("test" by default) in a dataset folder."""
     from spacy_emotion.data import find_split_file, read_file
 
-    split = read_file(find_split_file(Path(data), "test"), name="test")
+    split = read_file(find_split_file(Path(data), name), name=name)
     examples = split.examples[:limit] if limit else split.examples
     return [e.text for e in examples], [e.label for e in examples]
 
@@ -1008,7 +1008,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="spacy-emotion-bench-") as tmp:
         work = Path(tmp)
-        texts, labels = read_test(Path(args.data), args.test_limit)
+        texts, labels = read_split(Path(args.data), args.test_limit)
         data_file = work / "test.json"
         data_file.write_text(json.dumps({"texts": texts, "labels": labels}), encoding="utf8")
         export_dir = Path(args.export_dir) if args.export_dir else work / "hf-export"

@@ -3,10 +3,11 @@
 bench.py times each setting in a fresh process of its own. On a shared
 2-core VM the same setting varies by about 10 % from one process to the next
 (benchmarks/RESULTS.md), which hides any smaller difference. Here both
-settings are loaded into one process and take turns over the same test texts,
+settings are loaded into one process and take turns over the same texts,
 round after round (A B, then B A, ...). Each round gives a paired ratio B/A,
 which the machine's drift affects far less than it does two separate
-processes. Reported: the median docs/s of each, the paired ratios (median,
+processes. The texts are the validation split's by default: choose a
+setting there, and report its test figure with `--split test` (or bench.py). Reported: the median docs/s of each, the paired ratios (median,
 min, max), and how far B's probabilities and labels are from A's.
 
     python benchmarks/paired.py --model training/trf/model-best \\
@@ -27,18 +28,20 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (read_test, machine_info, git_commit, log: one implementation)
+import bench  # noqa: E402  (read_split, machine_info, git_commit, log: one implementation)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="training/trf/model-best", help="the trained pipeline (directory or package)")
-    parser.add_argument("--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the test split")
+    parser.add_argument("--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the splits")
     parser.add_argument("--a", default='{"fast_path": false}', help="settings of A, JSON (the baseline)")
     parser.add_argument("--b", default="{}", help="settings of B, JSON (default: the component's defaults)")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds; each times A and B once, in alternating order")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test texts (0: all)")
+    parser.add_argument("--split", default="validation", choices=["validation", "test"],
+                        help="the texts timed: validation to choose a setting, test for the reported figure")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N texts of the split (0: all)")
     parser.add_argument("--out", default=None, help="JSON file for the results (default: print only)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -78,10 +81,11 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         "commit": bench.git_commit(),
         "command": command,
         "model": args.model,
+        "split": args.split,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
     }
-    texts, _ = bench.read_test(Path(args.data), args.test_limit)
+    texts, _ = bench.read_split(Path(args.data), args.limit, args.split)
     nlps = {"A": load(args.model, args.a), "B": load(args.model, args.b)}
     first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
     rates: Dict[str, List[float]] = {"A": [], "B": []}

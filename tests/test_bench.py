@@ -226,10 +226,11 @@ def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_fold
     # float32 with and without the fast path: the same scores
     assert res["max_probability_difference"] <= 1e-5 and res["label_agreement"] == 1.0
     assert res["meta"]["texts"] > 0 and res["meta"]["rounds"] == 3 and "--rounds 3" in res["meta"]["command"]
+    assert res["meta"]["split"] == "validation"  # the default: settings are chosen on validation
     assert "B/A paired: median" in proc.stdout
 
 
-@pytest.mark.parametrize("bad, message", [(["--a", "{oops"], "--a is not JSON"), (["--b", "[1]"], "must be a JSON object"), (["--rounds", "0"], "at least 1")])
+@pytest.mark.parametrize("bad, message", [(["--a", "{oops"], "--a is not JSON"), (["--b", "[1]"], "must be a JSON object"), (["--rounds", "0"], "at least 1"), (["--split", "train"], "invalid choice")])
 def test_paired_rejects_bad_arguments(bad, message):
     proc = subprocess.run([sys.executable, str(PAIRED), *bad], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
