@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from spacy_emotion.labels import LABELS
+from spacy_emotion.speed import SpeedOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench.py"
@@ -102,7 +103,7 @@ def test_variants_and_training(results):
     assert reference["accuracy_delta_points"] == 0.0 and reference["agreement"] == 1.0
     assert reference["linear_format"] == "none" and int8["linear_format"] == "int8"
     assert onnx_int8["linear_format"] == "int8 (ONNX Runtime)"
-    assert default["linear_format"] in ("bf16", "none")
+    assert default["linear_format"] == SpeedOptions().linear_format("cpu")  # "auto" resolved for this CPU
     for variant in (reference, default, int8, onnx_int8):
         assert positive(variant["test"]["docs_per_s"]) and positive(variant["load_s"]) and isinstance(variant["accuracy_ok"], bool)
         assert 0.0 <= variant["agreement"] <= 1.0

@@ -21,7 +21,7 @@ import torch
 
 from spacy_emotion.labels import LABELS
 from spacy_emotion.pipeline_component import DEFAULT_CONFIG
-from spacy_emotion.speed import Bf16Linear, SpeedOptions, TorchRuntime, length_batches, native_bf16_cpu
+from spacy_emotion.speed import Bf16Linear, SpeedOptions, TorchRuntime, amx_cpu, length_batches, native_bf16_cpu
 
 from conftest import TRF_CONFIG, train_tiny
 from tiny import ARCHITECTURES, make_backbone, toy_examples
@@ -114,26 +114,36 @@ def test_as_trained_changes_nothing(learned_pipeline):
     assert probs == pytest.approx(direct, abs=1e-6)
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_quantize_auto_is_bf16_only_on_a_native_bf16_cpu(learned_pipeline, monkeypatch, native):
+@pytest.mark.parametrize("amx, native, expected", [(True, True, "bf16-full"), (False, True, "bf16"), (False, False, "none")])
+def test_quantize_auto_follows_the_cpu(learned_pipeline, monkeypatch, amx, native, expected):
+    """auto: the whole transformer in bf16 with AMX, bf16 Linear layers with
+    AVX-512 BF16 alone, float32 elsewhere."""
+    monkeypatch.setattr("spacy_emotion.speed.amx_cpu", lambda: amx)
     monkeypatch.setattr("spacy_emotion.speed.native_bf16_cpu", lambda: native)
     predictor = classifier(learned_pipeline).get_pipe("emotion_classifier").predictor
     assert predictor.options.quantize == "auto"
-    assert predictor.runtime.linear_format == ("bf16" if native else "none")
-    has_bf16 = any(isinstance(m, Bf16Linear) for m in predictor.torch_module().modules())
-    assert has_bf16 == native
+    assert predictor.runtime.linear_format == expected
+    module = predictor.torch_module()
+    assert any(isinstance(m, Bf16Linear) for m in module.modules()) == native
+    layer_norms = [m for m in module.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(m.weight.dtype == (torch.bfloat16 if amx else torch.float32) for m in layer_norms) and layer_norms
     # with autocast set, or on a GPU, auto keeps float32 Linear layers
     assert SpeedOptions(autocast="bf16").linear_format("cpu") == "none"
     assert SpeedOptions().linear_format("cuda") == "none"
     assert SpeedOptions(quantize="int8").linear_format("cpu") == "int8"
 
 
-def test_native_bf16_cpu_reads_torch_checks(monkeypatch):
+def test_cpu_checks_read_torch(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert native_bf16_cpu() is False
+    assert native_bf16_cpu() is False and amx_cpu() is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert native_bf16_cpu() is True and amx_cpu() is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert native_bf16_cpu() is True
+    assert native_bf16_cpu() is True and amx_cpu() is True
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert amx_cpu() is False  # a torch without the check
 
 
 @pytest.mark.parametrize("shape", [(3, 7, 16), (5, 16), (64, 16), (1, 65, 16)])
