@@ -19,8 +19,8 @@ growth over the stream (from 10k docs to the end; each point is the highest RSS
 read since the previous point, read every 16 docs). Then the speed settings of
 `emotion_classifier` (--variants), each with its test accuracy, its accuracy
 change and label agreement against the model as trained ("as-trained":
-float32, the pipeline's own batches, nlp.pipe), and which Linear layers ran (the
-component's default quantize "auto" resolved), and training
+float32, the pipeline's own batches, nlp.pipe), and which Linear layers
+ran (the component's default quantize "auto" resolved), and training
 throughput (examples/s) of `spacy train` with configs/trf.cfg against a plain
 PyTorch loop with the same backbone, batch size and precision.
 
@@ -76,9 +76,10 @@ DEFAULT_SYSTEMS = "A-component,A-pipeline,B,C-batch64,C-default"
 # Speed settings of emotion_classifier measured as variants of A-component:
 # changes to the component's defaults (sort_by_length, inference_mode, the
 # batched fast path and quantize "auto": the whole transformer in bf16 on an
-# AMX CPU, bf16 Linear layers on another CPU with native bf16). "as-trained" runs the model exactly as trained (float32, the
-# pipeline's own batches, nlp.pipe); the
-# accuracy change and label agreement of every setting are against it.
+# AMX CPU, bf16 Linear layers on another CPU with native bf16). "as-trained"
+# runs the model exactly as trained (float32, the pipeline's own batches,
+# nlp.pipe); the accuracy change and label agreement of every setting are
+# against it.
 VARIANTS: Dict[str, Dict[str, Any]] = {
     "as-trained": {"sort_by_length": False, "inference_mode": False, "quantize": "none", "fast_path": False},
     "default": {},

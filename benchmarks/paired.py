@@ -57,14 +57,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def load(model: str, settings: Dict[str, Any]):
-    """A blank pipeline with `emotion_classifier` over `model`, loaded now."""
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("emotion_classifier", config={"model": model, **settings})
-    nlp.get_pipe("emotion_classifier").initialize()
-    return nlp
+def load(model: str, settings: Dict[str, Any], batch_size: int):
+    """bench.py's A-component over `model` with `settings`, loaded now: RETURNS its pipeline."""
+    job = {"system": "A-component", "model": model, "options": settings, "batch_size": batch_size, "device": "cpu"}
+    return bench.load_runner(job).nlp
 
 
 def scores(nlp, texts: List[str], batch_size: int):
@@ -86,7 +82,7 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         "rounds": args.rounds,
     }
     texts, _ = bench.read_split(Path(args.data), args.limit, args.split)
-    nlps = {"A": load(args.model, args.a), "B": load(args.model, args.b)}
+    nlps = {"A": load(args.model, args.a, args.batch_size), "B": load(args.model, args.b, args.batch_size)}
     first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
     rates: Dict[str, List[float]] = {"A": [], "B": []}
     for round_ in range(args.rounds):

@@ -92,11 +92,12 @@ class BatchedTextcat:
         output = self.transformer.model.predict(docs)
         hidden = torch2xp(output.model_output.last_hidden_state)
         hidden = ops.reshape2f(hidden, -1, hidden.shape[-1])
-        index, lengths = self._token_rows(output.align, [len(doc) for doc in docs], hidden.shape[0])
+        doc_lengths = [len(doc) for doc in docs]
+        index, lengths = self._token_rows(output.align, doc_lengths, hidden.shape[0])
         if index.size and index.max() == hidden.shape[0]:  # docs without wordpieces point at one zero row
             hidden = ops.xp.concatenate([hidden, ops.alloc2f(1, hidden.shape[1])])
         tokens = self.pooling.predict(Ragged(hidden[ops.asarray1i(index)], ops.asarray1i(lengths)))
-        X = Ragged(tokens, ops.asarray1i([len(doc) for doc in docs]))
+        X = Ragged(tokens, ops.asarray1i(doc_lengths))
         for layer in self.head:
             X = layer.predict(X)
         return ops.to_numpy(X)

@@ -138,7 +138,7 @@ class SpacyPredictor:
         if self.options.fast_path:
             self.fast_path, self.fast_path_reason = BatchedTextcat.from_pipeline(nlp)
             if self.fast_path is not None:
-                self._fast_columns = [self.fast_path.labels.index(label) for label in LABELS]
+                self._fast_columns = _label_order(self.fast_path.labels, f"the pipeline {source}")
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""

@@ -12,7 +12,8 @@ length buckets, inference mode, the fast path, and on a CPU that computes
 bf16 natively either bf16 Linear layers (AVX-512 BF16: 2x the float32 speed
 of the trained MiniLM, 100 % of its test labels) or, with AMX, the whole
 transformer in bf16 (1.6x float32, 100 % of the test labels).
-:meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy of each: benchmarks/RESULTS.md.
+:meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy
+of each: benchmarks/RESULTS.md.
 """
 import contextlib
 import warnings
