@@ -14,7 +14,9 @@ Limits (413 beyond, checked before the model runs): ``max_chars`` characters
 per text (default :data:`DEFAULT_MAX_CHARS`), ``max_batch`` texts per batch
 request (default :data:`DEFAULT_MAX_BATCH`), and a Content-Length over what
 those allow. Malformed JSON, wrong types or unknown fields: 422 with the
-pydantic errors in ``detail`` and a one-line ``message``.
+pydantic errors in ``detail`` and a one-line ``message``. A text that no UTF-8
+text can hold (a lone surrogate, such as JSON's ``"\\ud800"``): 422 with the
+reason in ``detail``.
 
 The model is loaded once, before the app is returned, and runs in one worker
 thread so the event loop stays free. With ``batching`` (the default), a
@@ -23,7 +25,8 @@ it takes what is queued, waits at most ``batch_wait_ms`` for more, and stops
 collecting at ``max_batch_texts`` texts. Requests that arrive while the model
 is busy queue up and form the next batch: under load batches grow by
 themselves, and an idle server answers a lone request at once (the default
-wait is 0).
+wait is 0). If a grouped model call fails, each of its requests runs again
+alone, so only a request whose own texts fail gets the error (500).
 """
 import asyncio
 import ipaddress
@@ -42,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from spacy.language import Language
 
 from .inference import build_pipeline, classify, model_info, set_cpu_threads
+from .util import invalid_text
 
 DEFAULT_MAX_CHARS = 10_000
 """Characters per text. dair-ai/emotion texts are under 300; 10,000 fits a
@@ -199,16 +203,33 @@ class Batcher:
                 texts = [text for p in members for text in p.texts]
                 try:
                     results = await loop.run_in_executor(self._executor, self._run_model, texts, sentences)
-                except Exception as err:  # the requests fail (500), the worker goes on
+                except Exception as err:
+                    if len(members) == 1:  # the request fails (500), the worker goes on
+                        if not members[0].future.done():
+                            members[0].future.set_exception(err)
+                        continue
+                    # one request's texts may have failed the whole call: run each
+                    # request alone, so only the one that fails gets the error
                     for p in members:
-                        if not p.future.done():
-                            p.future.set_exception(err)
+                        await self._run_alone(loop, p)
                     continue
                 start = 0
                 for p in members:
                     if not p.future.done():  # the client may have gone
                         p.future.set_result(results[start : start + len(p.texts)])
                     start += len(p.texts)
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        if pending.future.done():
+            return
+        try:
+            result = await loop.run_in_executor(self._executor, self._run_model, pending.texts, pending.sentences)
+        except Exception as err:
+            if not pending.future.done():
+                pending.future.set_exception(err)
+            return
+        if not pending.future.done():
+            pending.future.set_result(result)
 
 
 # ---- the app ---------------------------------------------------------------
@@ -314,6 +335,9 @@ def create_app(
     def check_text(text: str, where: str = "text") -> None:
         if len(text) > limits.max_chars:
             raise _too_large(f"{where} has {len(text):,} characters; the limit is {limits.max_chars:,}")
+        error = invalid_text(text)
+        if error:
+            raise HTTPException(status_code=422, detail=f"{where} is {error}")
 
     @app.post("/predict", response_model=PredictResult, response_model_exclude_unset=True,
               responses={413: {"description": "Text over the character limit"}, 422: {"description": "Invalid request"}})

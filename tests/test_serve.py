@@ -114,6 +114,15 @@ def test_422_messages_say_what_is_wrong(client):
     assert "Extra inputs" in client.post("/predict", json={"text": "a", "lang": "de"}).json()["message"]
 
 
+def test_a_lone_surrogate_is_422_not_a_model_error(client):
+    """JSON may escape a lone surrogate, which no UTF-8 text holds and spaCy's tokenizer rejects."""
+    response = client.post("/predict", content=b'{"text": "i feel \\ud800 glad"}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "lone surrogate (U+D800)" in response.json()["detail"]
+    response = client.post("/predict/batch", content=b'{"texts": ["ok", "\\udfff"]}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("texts[1] is not valid UTF-8 text")
+    assert client.post("/predict", json={"text": "i feel \U0001F600 glad"}).status_code == 200  # a real astral character
+
+
 def test_limits_are_413(client):
     assert client.post("/predict", json={"text": "a" * MAX_CHARS}).status_code == 200
     response = client.post("/predict", json={"text": "a" * (MAX_CHARS + 1)})
@@ -191,6 +200,32 @@ def test_a_model_failure_is_a_500_and_the_server_goes_on(nlp, monkeypatch):
     with TestClient(app, raise_server_exceptions=False) as c:
         assert c.post("/predict", json={"text": "i feel glad"}).status_code == 500
         assert c.post("/predict", json={"text": "i feel glad"}).status_code == 200
+
+
+def test_a_failing_request_does_not_fail_the_requests_grouped_with_it(nlp, monkeypatch):
+    texts = ["i feel happy today", "BOOM", "i am so sad", "i am scared"]
+    app = create_app(nlp, batching=True, batch_wait_ms=10_000, max_batch_texts=len(texts))
+    batcher = app.state.batcher
+    real = batcher._run_model
+
+    def fail_on_boom(group, sentences):
+        if "BOOM" in group:
+            raise RuntimeError("model exploded")
+        return real(group, sentences)
+
+    monkeypatch.setattr(batcher, "_run_model", fail_on_boom)
+
+    async def post_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+            return await asyncio.gather(*(ac.post("/predict", json={"text": t}) for t in texts), return_exceptions=True)
+
+    responses = asyncio.run(post_all())
+    # the group failed as a whole, then each request ran alone: only "BOOM" fails
+    assert isinstance(responses[1], RuntimeError) or responses[1].status_code == 500
+    for i in (0, 2, 3):
+        assert responses[i].status_code == 200
+        check_result(responses[i].json(), classify_one(nlp, texts[i]))
 
 
 def test_is_loopback():
