@@ -9,7 +9,9 @@ Used by ``spacy-emotion annotate INPUT OUTPUT``. Input formats (by suffix):
   skipped (counted, not rows).
 * ``.csv``: a header row, then one record a row (quoted fields may span
   lines); text in column ``text_key``, optional id in column ``id_key``.
-  Blank lines are skipped (counted).
+  Blank lines are skipped (counted). A quote that is never closed would make
+  the rest of the file one text: its row is an error instead, and the lines
+  after it are read as rows of their own.
 
 Output formats (by suffix): ``.jsonl`` (``{"line", ["id"], "emotion",
 "score", "cats", ["sentences"]}`` per row) or ``.csv`` (``line, [id],
@@ -42,11 +44,12 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from spacy.language import Language
 
 from .inference import classify
+from .util import invalid_text
 from .labels import LABELS
 
 INPUT_FORMATS = ("txt", "jsonl", "csv")
@@ -215,7 +218,9 @@ class RowReader:
             fh.seek(self.offset)
             lines = self._lines(fh)
             if self.fmt == "csv":
-                yield from self._csv_rows(lines)
+                while (yield from self._csv_rows(lines)):  # a quote never closed: read again after its line
+                    fh.seek(self.offset)
+                    lines = self._lines(fh)
                 return
             for raw in lines:
                 if self.fmt == "txt":
@@ -225,13 +230,32 @@ class RowReader:
                 else:
                     self.blank += 1
 
-    def _csv_rows(self, lines: Iterator[bytes]) -> Iterator[Row]:
+    def _csv_rows(self, lines: Iterator[bytes]) -> Generator[Row, None, bool]:
+        """The CSV records of `lines`. A quoted field whose quote never closes
+        would swallow every line after it into one text: that record's first
+        line becomes an error row instead, and the generator returns True with
+        `offset`/`line` just after that line, for `rows` to read on from there.
+        RETURNS (bool): whether to read again from `offset` (False: the end)."""
         assert self.header is not None
         text_col = self.header.index(self.text_key)
         id_col = self.header.index(self.id_key) if self.id_key in self.header else None
-        reader = csv.reader(raw.decode("utf-8", "surrogateescape") for raw in lines)
+        taken: List[Tuple[int, str]] = []  # the current record's lines: (offset after it, text)
+
+        def decoded() -> Iterator[str]:
+            for raw in lines:
+                taken.append((self.offset, raw.decode("utf-8", "surrogateescape")))
+                yield taken[-1][1]
+
+        reader = csv.reader(decoded())
         start = self.line + 1
         for record in reader:
+            if len(taken) > 1 and _unclosed_quote("".join(text for _, text in taken)):
+                self.offset, self.line = taken[0][0], start
+                first = next(csv.reader([taken[0][1]]), [])
+                row_id = first[id_col] if id_col is not None and id_col < len(first) else None
+                yield Row(line=start, id=row_id, error=f"a quoted field opened on line {start} is never closed (the lines after it are read as rows of their own)")
+                return True
+            taken.clear()
             if not record:  # a blank line
                 self.blank += 1
             else:
@@ -240,20 +264,23 @@ class RowReader:
                     row.error = f"missing column '{self.text_key}' (the row has {len(record)} of {len(self.header)} fields)"
                 else:
                     row.text = record[text_col]
-                    row.error = _invalid_text(row.text)
+                    row.error = invalid_text(row.text)
                     if row.error:
                         row.text = None
                 yield row
             start = self.line + 1
+        return False
 
 
-def _invalid_text(text: str) -> Optional[str]:
-    """Why `text` can't be classified (not valid UTF-8), or None."""
+def _unclosed_quote(record: str) -> bool:
+    """Whether a CSV record's text ends inside a quoted field (only possible at
+    the end of the file: csv.reader then returns the rest as that field)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "not valid UTF-8 text"
-    return None
+        for _ in csv.reader(io.StringIO(record, newline=""), strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
 
 
 def _strip_newline(raw: bytes) -> bytes:
@@ -284,7 +311,7 @@ def _jsonl_row(raw: bytes, line: int, text_key: str, id_key: str) -> Row:
     elif not isinstance(obj[text_key], str):
         row.error = f"field '{text_key}' is not text (got {type(obj[text_key]).__name__})"
     else:
-        row.error = _invalid_text(obj[text_key])
+        row.error = invalid_text(obj[text_key])
         row.text = None if row.error else obj[text_key]
     return row
 
@@ -440,9 +467,9 @@ def annotate(
                 path.unlink()
     state = resume or Progress()
     resumed_at = state.rows
+    for folder in {job.output.parent, job.errors.parent, job.checkpoint.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     _save_checkpoint(job, state)  # before the output exists: an output without checkpoint is a finished run
-    job.output.parent.mkdir(parents=True, exist_ok=True)
-    job.errors.parent.mkdir(parents=True, exist_ok=True)
     for path, size in ((job.output, state.output_bytes), (job.errors, state.errors_bytes)):
         if path.exists():
             with path.open("r+b") as fh:  # drop a torn line or a chunk written after the checkpoint

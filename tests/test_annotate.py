@@ -153,6 +153,32 @@ def test_bad_rows_in_txt_and_csv(tmp_path, model, cli):
     assert [r["line"] for r in read_jsonl(tmp_path / "out2.jsonl")] == [2, 4]
 
 
+def test_a_csv_quote_never_closed_is_one_error_row_not_the_rest_of_the_file(tmp_path, model, cli):
+    (tmp_path / "in.csv").write_text('id,text\n1,i am glad\n2,"i am sad\n3,i am scared\n4,i am angry\n', encoding="utf8")
+    result = cli(tmp_path / "in.csv", tmp_path / "out.jsonl", "--model", model)
+    assert result.exit_code == 1, result.output
+    assert [(r["line"], r["id"]) for r in read_jsonl(tmp_path / "out.jsonl")] == [(2, "1"), (4, "3"), (5, "4")]
+    errors = read_jsonl(tmp_path / "out.errors.jsonl")
+    assert [(e["line"], e["id"]) for e in errors] == [(3, "2")] and "never closed" in errors[0]["reason"]
+
+
+def test_a_csv_reader_resumed_after_an_unclosed_quote_goes_on_after_its_line(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,text\n1,"a\nb"\n2,"open\n3,c\n', encoding="utf8")
+    reader = RowReader(path, "csv")
+    seen = [(row.line, row.text, row.error is None, reader.offset, reader.line) for row in reader.rows()]
+    assert [s[:3] for s in seen] == [(2, "a\nb", True), (4, None, False), (5, "c", True)]
+    again = RowReader(path, "csv")  # a checkpoint taken just after the error row
+    assert [(r.line, r.text) for r in again.rows(seen[1][3], seen[1][4])] == [(5, "c")]
+
+
+def test_the_output_folder_is_created(tmp_path, model, cli):
+    (tmp_path / "in.txt").write_text("i feel so happy\n", encoding="utf8")
+    result = cli(tmp_path / "in.txt", tmp_path / "new" / "dir" / "out.jsonl", "--model", model)
+    assert result.exit_code == 0, result.output
+    assert len(read_jsonl(tmp_path / "new" / "dir" / "out.jsonl")) == 1
+
+
 @pytest.mark.parametrize(
     "name,content,extra,message",
     [
