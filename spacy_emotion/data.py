@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .labels import LABEL_TO_ID, LABELS
-from .util import hub_reachable
+from .util import hub_reachable, invalid_text
 
 SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 FORMATS: Tuple[str, ...] = (".txt", ".jsonl", ".csv", ".parquet")
@@ -92,6 +92,9 @@ def _check_text(text: Any) -> str:
         raise ValueError(f"text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ValueError("empty text")
+    error = invalid_text(text)  # bytes that are not UTF-8 (read as surrogates)
+    if error:
+        raise ValueError(error)
     return text
 
 
@@ -99,15 +102,15 @@ def _raw_rows(path: Path) -> Iterator[Tuple[int, Any]]:
     """Yield (line number, raw record) pairs; the record is parsed by _example."""
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        with path.open(encoding="utf8") as f:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as f:
             for i, line in enumerate(f, start=1):
                 yield i, line.rstrip("\r\n")
     elif suffix == ".jsonl":
-        with path.open(encoding="utf8") as f:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as f:
             for i, line in enumerate(f, start=1):
                 yield i, ("json", line)
     elif suffix == ".csv":
-        with path.open(encoding="utf8", newline="") as f:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
             reader = csv.DictReader(f)
             missing = {"text", "label"} - set(reader.fieldnames or [])
             if missing:

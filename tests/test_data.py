@@ -49,6 +49,36 @@ def test_read_good_rows_every_format(tmp_path, fmt):
     assert split.skipped == []
 
 
+@pytest.mark.parametrize(
+    "suffix,content",
+    [
+        (".txt", "i feel happy;joy\ni am sad;sadness\n"),
+        (".jsonl", '{"text": "i feel happy", "label": 1}\n{"text": "i am sad", "label": 0}\n'),
+        (".csv", "text,label\ni feel happy,joy\ni am sad,sadness\n"),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path, suffix, content):
+    """Files saved by Excel or Notepad may start with a UTF-8 byte-order mark."""
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    assert read_file(path).examples == [Example("i feel happy", "joy"), Example("i am sad", "sadness")]
+
+
+@pytest.mark.parametrize("suffix,line", [(".txt", b"i feel \xff sad;sadness"), (".csv", b"i feel \xff sad,sadness"),
+                                         (".jsonl", b'{"text": "i feel \xff sad", "label": 0}')])
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path, suffix, line):
+    header = b"text,label\n" if suffix == ".csv" else b""
+    first = {".txt": b"fine;joy", ".csv": b"fine,joy", ".jsonl": b'{"text": "fine", "label": 1}'}[suffix]
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(header + first + b"\n" + line + b"\n")
+    bad_line = 3 if header else 2
+    with pytest.raises(DataError) as err:
+        read_file(path)
+    assert err.value.line == bad_line and "not valid UTF-8" in str(err.value) and "0xFF" in str(err.value)
+    split = read_file(path, skip_invalid=True)
+    assert split.examples == [Example("fine", "joy")] and [e.line for e in split.skipped] == [bad_line]
+
+
 def test_txt_splits_on_last_semicolon(tmp_path):
     split = read_file(write(tmp_path / "t.txt", "a;b;c;love\n"))
     assert split.examples == [Example("a;b;c", "love")]
