@@ -295,32 +295,28 @@ class EmotionClassifier(Pipe):
 
     # ---- serialisation ------------------------------------------------
     def to_disk(self, path, *, exclude=tuple()) -> None:
-        """Write cfg and the whole emotion model into `path`."""
+        """Write cfg (a record of the settings it was saved with) and the whole
+        emotion model into `path`."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg", self.cfg)
         self.predictor.to_disk(path / "model")
 
-    def _update_cfg(self, saved: Dict[str, Any]) -> None:
-        """Take the saved cfg, except the speed settings: those are how this
-        process runs the model, so the component's own config keeps them (a
-        pipeline loaded with spacy.load gets them from its config.cfg)."""
-        speed = SpeedOptions.__dataclass_fields__
-        self.cfg.update({k: v for k, v in saved.items() if k not in speed})
-
     def from_disk(self, path, *, exclude=tuple()) -> "EmotionClassifier":
-        """Load cfg and the emotion model saved by `to_disk`."""
-        path = Path(path)
-        self._update_cfg(srsly.read_json(path / "cfg"))
-        self._predictor = from_directory(path / "model", self.speed_options)
+        """Load the emotion model saved by `to_disk`. The settings stay this
+        component's own (those of its config: `spacy.load` takes them from the
+        saved config.cfg and the `config` overrides it is given), so the
+        pipeline runs as `nlp.config` says; the saved cfg is not read back."""
+        self._predictor = from_directory(Path(path) / "model", self.speed_options)
         return self
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:
         return srsly.msgpack_dumps({"cfg": self.cfg, "model": predictor_to_bytes(self.predictor)})
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "EmotionClassifier":
+        """Load the emotion model of `to_bytes`; the settings stay this
+        component's own, as in `from_disk`."""
         msg = srsly.msgpack_loads(bytes_data)
-        self._update_cfg(msg["cfg"])
         self._tmp = []
         self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp, options=self.speed_options)
         return self

@@ -130,15 +130,14 @@ class SpacyPredictor:
             raise ValueError(f"The pipeline {source} has no 'textcat' component to predict emotions.")
         self.textcat = textcats[0]
         labels = list(nlp.get_pipe(self.textcat).labels)
-        _label_order(labels, f"the pipeline {source}")
+        self._columns = _label_order(labels, f"the pipeline {source}")  # textcat column of each of LABELS
+        self._cats_keys = [labels[i] for i in self._columns]  # its doc.cats key ("Joy" for joy)
         self.source = source
         self.runtime = self._apply(options or SpeedOptions.as_trained())
         self.fast_path: Optional[BatchedTextcat] = None
         self.fast_path_reason = "off (fast_path=false)"
         if self.options.fast_path:
             self.fast_path, self.fast_path_reason = BatchedTextcat.from_pipeline(nlp)
-            if self.fast_path is not None:
-                self._fast_columns = _label_order(self.fast_path.labels, f"the pipeline {source}")
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
@@ -210,10 +209,10 @@ class SpacyPredictor:
             self.nlp.max_length = longest + 1
         with self.runtime.running():
             if self.fast_path is not None:
-                rows = self.fast_path.predict([texts[i] for i in keep])[:, self._fast_columns]
+                rows = self.fast_path.predict([texts[i] for i in keep])[:, self._columns]
             else:
                 docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
-                rows = np.asarray([[doc.cats[label] for label in LABELS] for doc in docs], dtype="float32")
+                rows = np.asarray([[doc.cats[key] for key in self._cats_keys] for doc in docs], dtype="float32")
         probs[keep] = rows / rows.sum(axis=1, keepdims=True)
         return probs
 
@@ -334,7 +333,7 @@ def from_directory(path: Path, options: Optional[SpeedOptions] = None) -> Predic
 
     options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
     """
-    path = Path(path)
+    path = _package_data(Path(path))
     if (path / "config.cfg").is_file():
         return SpacyPredictor.from_disk(path, options)
     if (path / "config.json").is_file():
@@ -342,6 +341,24 @@ def from_directory(path: Path, options: Optional[SpeedOptions] = None) -> Predic
     raise ModelNotFoundError(
         f"{path} is neither a spaCy pipeline (config.cfg) nor a Hugging Face checkpoint (config.json)."
     )
+
+
+def _package_data(path: Path) -> Path:
+    """The pipeline inside a folder of `spacy package`: its source folder
+    (packages/en_emotion_trf-0.1.0) or the installed module folder
+    (site-packages/en_emotion_trf) keep it in `{lang}_{name}-{version}`, named
+    by their meta.json. Any other folder is returned as it is."""
+    meta_path = path / "meta.json"
+    if (path / "config.cfg").is_file() or not meta_path.is_file():
+        return path
+    meta = srsly.read_json(meta_path)
+    if not all(isinstance(meta.get(key), str) for key in ("lang", "name", "version")):
+        return path
+    module = f"{meta['lang']}_{meta['name']}"
+    for data in (path / f"{module}-{meta['version']}", path / module / f"{module}-{meta['version']}"):
+        if (data / "config.cfg").is_file():
+            return data
+    return path
 
 
 def load_predictor(model: str, options: Optional[SpeedOptions] = None) -> Predictor:

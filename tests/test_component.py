@@ -186,16 +186,70 @@ def test_save_load_after_source_is_deleted(trained_pipeline, tmp_path):
     assert loaded.get_pipe("emotion_classifier").cfg["threshold"] == 0.2
 
 
+def test_settings_given_to_spacy_load_win_over_the_saved_ones(nlp, tmp_path):
+    nlp.to_disk(tmp_path / "saved")
+    overrides = {"threshold": 0.99, "cats_prefix": "emo_", "per_sentence": True}
+    loaded = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": overrides}})
+    assert {k: loaded.get_pipe("emotion_classifier").cfg[k] for k in overrides} == overrides
+    assert {k: loaded.config["components"]["emotion_classifier"][k] for k in overrides} == overrides  # as nlp.config says
+    doc = loaded("i am so angry. i am sad.")
+    assert max(doc.cats.values()) < 0.99 and doc._.emotion is None  # the override's threshold applies
+    assert sorted(doc.cats) == sorted("emo_" + label for label in LABELS)
+    assert all(sent._.emotion_cats is not None for sent in doc.sents)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_pipeline_with_capitalised_labels(trained_pipeline, tmp_path, fast_path):
+    """Label names match in any case: a textcat trained with "Joy" writes doc.cats["Joy"]."""
+    capitalised = tmp_path / "capitalised"
+    shutil.copytree(trained_pipeline, capitalised)
+    cfg_path = capitalised / "textcat" / "cfg"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["labels"] = [label.capitalize() for label in cfg["labels"]]
+    cfg_path.write_text(json.dumps(cfg))
+    assert spacy.load(capitalised).get_pipe("textcat").labels[0][0].isupper()
+    settings = {**AS_TRAINED, "fast_path": fast_path}
+    got = classifier(capitalised, **settings)(TEXTS[0]).cats
+    assert got == pytest.approx(classifier(trained_pipeline, **settings)(TEXTS[0]).cats, abs=1e-6)
+    assert list(got) == list(LABELS)
+
+
+@pytest.mark.parametrize("layout", ["source", "module"])
+def test_a_folder_of_spacy_package_is_a_model(trained_pipeline, tmp_path, layout):
+    """`model` may name the folder `spacy package` writes or the installed module folder."""
+    meta = json.loads((trained_pipeline / "meta.json").read_text())
+    module = f"{meta['lang']}_{meta['name']}"
+    root = tmp_path / f"{module}-{meta['version']}"  # packages/en_emotion_trf-0.1.0
+    module_dir = root / module if layout == "source" else root  # or site-packages/en_emotion_trf
+    shutil.copytree(trained_pipeline, module_dir / f"{module}-{meta['version']}")
+    (module_dir / "meta.json").write_text(json.dumps(meta))
+    if layout == "source":
+        (root / "meta.json").write_text(json.dumps(meta))
+    assert classifier(root, **AS_TRAINED)(TEXTS[0]).cats == pytest.approx(classifier(trained_pipeline, **AS_TRAINED)(TEXTS[0]).cats)
+    (module_dir / f"{module}-{meta['version']}" / "config.cfg").unlink()
+    with pytest.raises(ModelNotFoundError, match="neither a spaCy pipeline"):
+        classifier(root)(TEXTS[0])
+
+
 def test_to_bytes_round_trip(trained_pipeline):
     nlp = classifier(trained_pipeline, per_sentence=True)
     expected = nlp("i love you. i am scared.").cats
-    other = spacy.blank("en")
-    other.add_pipe("sentencizer")
-    other.add_pipe("emotion_classifier", config={"model": "does-not-exist"})
+    config = nlp.config.copy()
+    config["components"]["emotion_classifier"]["model"] = "does-not-exist"  # the model comes from the bytes
+    other = spacy.util.load_model_from_config(config)  # spaCy's way: the saved config, then the bytes
     other.from_bytes(nlp.to_bytes())
     doc = other("i love you. i am scared.")
     assert doc.cats == pytest.approx(expected)
     assert other.get_pipe("emotion_classifier").cfg["per_sentence"] is True
+
+
+def test_from_bytes_replaces_the_model_and_keeps_the_components_settings(trained_pipeline):
+    nlp = classifier(trained_pipeline, per_sentence=True, threshold=0.3)
+    other = classifier("does-not-exist")
+    other.from_bytes(nlp.to_bytes())
+    assert other("i love you").cats == pytest.approx(nlp("i love you").cats)
+    cfg = other.get_pipe("emotion_classifier").cfg
+    assert cfg["per_sentence"] is False and cfg["threshold"] == 0.0
 
 
 def test_missing_model_error_says_how_to_get_one():
