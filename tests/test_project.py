@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import srsly
 
+from spacy_emotion.cli.train import last_step_eval_frequency
 from spacy_emotion.labels import LABELS
 
 from conftest import ROOT
@@ -49,6 +50,32 @@ def test_workflow_outputs(project):
     assert metrics["labels"] == list(LABELS)
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"] == 24  # 4 per label in the toy test split
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_a_smoke_run_is_evaluated_at_its_last_step(project):
+    """30 toy texts: one batch an epoch, 3 epochs, so steps 0-2; spaCy alone evaluates step 0 only."""
+    root, logs = project
+    assert "evaluating at step 2 as well" in logs["train"]
+    rows = [line.split() for line in logs["train"].splitlines() if line.strip()[:1].isdigit()]
+    assert [row[1] for row in rows if len(row) > 2 and row[1].isdigit()] == ["0", "2"]  # the evaluation rows: epoch, step, ...
+    assert (root / "training" / "trf" / "model-best" / "meta.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "n_train,expected",
+    [(200, 20), (30, 2), (32, 2), (33, 5), (16_000, None), (6_700, None), (0, None)],
+)
+def test_last_step_eval_frequency(n_train, expected):
+    from spacy.util import load_config
+
+    training = load_config(ROOT / "configs" / "trf.cfg", interpolate=True)["training"]
+    assert (training["max_epochs"], training["batcher"]["size"], training["eval_frequency"]) == (3, 32, 200)
+    # 200 texts: 7 batches an epoch, 21 steps (0-20); 16,000: max_steps (1,000) ends the run at an evaluation;
+    # 6,700: 210 batches an epoch, steps 0-629, evaluated at 200, 400 and 600 already
+    assert last_step_eval_frequency(training, n_train) == expected
+    assert last_step_eval_frequency({**training, "max_epochs": 0}, n_train) is None  # max_steps ends the run
+    words = {**training, "batcher": {"@batchers": "spacy.batch_by_words.v1", "size": 1000}}
+    assert last_step_eval_frequency(words, n_train) is None  # steps not known in advance
 
 
 def test_project_yml_shape():
