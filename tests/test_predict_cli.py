@@ -82,6 +82,17 @@ def test_missing_model_exits_2(tmp_path):
     assert "Can't load the emotion model" in result.output
 
 
+def test_text_that_is_not_utf8_exits_2(model):
+    """Undecodable bytes (a terminal or file in another encoding) are named, not a tokenizer traceback."""
+    result = run("-", "--model", model, input=b"i am \xff sad")
+    assert result.exit_code == 2 and "not valid UTF-8 text: character 5 is the byte 0xFF" in result.output
+    proc = subprocess.run(  # the real process: argv bytes decoded with surrogateescape
+        [sys.executable.encode(), b"-m", b"spacy_emotion", b"predict", b"ok", b"caf\xe9", b"--model", model.encode()],
+        capture_output=True, timeout=300,
+    )
+    assert proc.returncode == 2 and b"Text 2 is not valid UTF-8 text" in proc.stdout + proc.stderr
+
+
 def test_bar():
     assert bar(0.0) == "" and bar(1.0, width=4) == "████" and bar(0.5, width=1) == "▌"
 

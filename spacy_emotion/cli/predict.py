@@ -54,8 +54,13 @@ def predict_cli(
     Exit codes: 0 done; 2 nothing done (bad arguments, or the model can't be loaded).
     """
     from ..inference import build_pipeline, classify
+    from ..util import invalid_text
 
-    texts = [sys.stdin.read() if text == "-" else text for text in texts]
+    texts = [sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if text == "-" else text for text in texts]
+    for i, text in enumerate(texts, start=1):
+        error = invalid_text(text)
+        if error:
+            msg.fail(f"Text {i} is {error}", "Give UTF-8 text (a terminal or file in another encoding can't be read).", exits=2)
     try:
         nlp = build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed_config(runtime, quantize))
     except LOAD_ERRORS as err:
