@@ -27,8 +27,9 @@ from .data import sample
 from .labels import LABEL_TO_ID, LABELS
 from .metrics import compute_metrics, predicted_labels, read_predictions
 
-EPS = 1e-12
-"""Probabilities are clipped to [EPS, 1] before taking logs."""
+EPS = float(np.finfo(np.float64).eps)
+"""Probabilities are clipped to [EPS, 1] before taking logs: the float64
+epsilon, as scikit-learn's `log_loss` clips float64 probabilities."""
 
 
 def normalized_confusion(gold: Sequence[str], pred: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,29 @@ def print_distribution(splits: Dict[str, Split]) -> None:
     msg.table(rows, header=header, divider=True, aligns=["l"] + ["r"] * len(splits))
 
 
+def load_data(
+    source: str = "auto", fallback: Optional[Path] = None, skip_invalid: bool = False, limit: int = 0, seed: int = 0
+) -> Dict[str, Split]:
+    """The splits of `data.load_splits`, saying which source was used and which
+    rows were skipped, sampled to `limit` examples each (0 = all, `seed`): what
+    `convert` and the analysis commands read."""
+    splits, used = load_splits(source, fallback, skip_invalid)
+    msg.info(f"Data source: {used}")
+    skipped = sum(len(s.skipped) for s in splits.values())
+    if skipped:
+        msg.warn(f"Skipped {skipped} invalid row(s):")
+        for split in splits.values():
+            for err in split.skipped[:10]:
+                print(f"  {err}")
+            if len(split.skipped) > 10:
+                print(f"  … and {len(split.skipped) - 10} more in {split.source}")
+    if limit:
+        for split in splits.values():
+            split.examples = sample(split.examples, limit, seed)
+        msg.info(f"Limited to {limit} examples per split (seed {seed})")
+    return splits
+
+
 def convert(
     output_dir: Path,
     source: str = "auto",
@@ -56,20 +79,7 @@ def convert(
     skip_invalid (bool): skip and count bad rows instead of failing.
     RETURNS (Dict[str, Path]): the corpus file of each split.
     """
-    splits, used = load_splits(source, fallback, skip_invalid)
-    msg.info(f"Data source: {used}")
-    skipped = sum(len(s.skipped) for s in splits.values())
-    if skipped:
-        msg.warn(f"Skipped {skipped} invalid row(s):")
-        for split in splits.values():
-            for err in split.skipped[:10]:
-                print(f"  {err}")
-            if len(split.skipped) > 10:
-                print(f"  … and {len(split.skipped) - 10} more in {split.source}")
-    if limit:
-        for split in splits.values():
-            split.examples = sample(split.examples, limit, seed)
-        msg.info(f"Limited to {limit} examples per split (seed {seed})")
+    splits = load_data(source, fallback, skip_invalid, limit, seed)
     print_distribution(splits)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

