@@ -470,7 +470,8 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
     texts = json.loads(Path(job["data"]).read_text(encoding="utf8"))["texts"]
     words = n_words(texts)
 
-    # throughput on the test texts: a warm-up run, then the median of repeats
+    # throughput on the test texts: a warm-up on the first 256 (kernels, allocator, length
+    # buckets' shapes), then the median of the repeats over all of them
     runner.run(texts[: min(len(texts), 256)])
     runs: List[float] = []
     predictions: List[str] = []

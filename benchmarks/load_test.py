@@ -122,8 +122,9 @@ async def run_load(url: str, requests: int, concurrency: int, timeout: float, wa
         elapsed = time.perf_counter() - started
         timed_out = bool(pending)
         after = (await _health(client)).get("batching", {}) if not timed_out else {}
-    calls = after.get("model_calls", 0) - before.get("model_calls", 0)
-    texts = after.get("texts", 0) - before.get("texts", 0)
+    # the server's counters since the start (none after a timeout: the health check is skipped)
+    calls = after["model_calls"] - before.get("model_calls", 0) if after else 0
+    texts = after["texts"] - before.get("texts", 0) if after else 0
     return {
         "url": url,
         "requests": requests,

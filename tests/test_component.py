@@ -305,6 +305,25 @@ def test_hf_checkpoint_long_text_uses_windows(hf_checkpoint, monkeypatch):
     assert any(scared in row for row in ids)
 
 
+def test_hf_checkpoint_long_text_is_the_length_weighted_mean_of_its_windows(hf_checkpoint):
+    """Each window scored alone by the plain model, averaged by its wordpieces: the component's result."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    text = "i feel happy " * 300 + "i am so scared and angry " * 60
+    tokenizer = AutoTokenizer.from_pretrained(hf_checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(hf_checkpoint).eval()
+    windows = tokenizer(text, truncation=True, max_length=512, stride=128, return_overflowing_tokens=True)["input_ids"]
+    assert len(windows) >= 3
+    with torch.no_grad():
+        scores = [torch.softmax(model(input_ids=torch.tensor([w])).logits[0], -1).numpy() for w in windows]
+    lengths = np.asarray([len(w) for w in windows], dtype="float64")
+    expected = (np.asarray(scores) * lengths[:, None]).sum(axis=0) / lengths.sum()
+    assert np.ptp(np.asarray(scores), axis=0).max() > 0.01  # the windows disagree: the weighting matters
+    got = classifier(hf_checkpoint, **AS_TRAINED)(text).cats
+    assert [got[label] for label in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
 def torch_cat_rows(batches):
     return [row.tolist() for batch in batches for row in batch]
 

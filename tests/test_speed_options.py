@@ -167,6 +167,13 @@ def test_the_learned_model_is_not_uniform(learned_pipeline):
     assert probs.max() > 0.5 and len(set(labels) - {None}) >= 3
 
 
+def test_the_hf_checkpoint_is_not_uniform(hf_checkpoint):
+    """The same guard for the HF backend's comparisons: its scores differ by text."""
+    probs, labels = predict(classifier(hf_checkpoint, **AS_TRAINED))
+    scored = probs[[bool(t.strip()) for t in TEXTS]]
+    assert np.ptp(scored, axis=0).max() > 0.05 and np.abs(scored - 1 / len(LABELS)).max() > 0.1
+
+
 @pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
 def test_spacy_backend_option_keeps_results(learned_pipeline, options, tol):
     base_probs, base_labels = predict(classifier(learned_pipeline, **AS_TRAINED))
