@@ -362,6 +362,33 @@ def test_evaluate_reports_cats_scores(nlp):
     assert scores["cats_macro_f"] == pytest.approx(f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-6)
 
 
+def test_evaluate_with_a_cats_prefix_scores_the_prefixed_keys(trained_pipeline):
+    nlp = classifier(trained_pipeline, cats_prefix="emotion_")
+    plain = classifier(trained_pipeline)
+    examples, plain_examples = [], []
+    for text, label in toy_examples(3, seed=2):
+        for pipeline, out, prefix in ((nlp, examples, "emotion_"), (plain, plain_examples, "")):
+            ref = pipeline.make_doc(text)
+            ref.cats = {prefix + k: float(k == label) for k in LABELS}
+            out.append(Example(pipeline.make_doc(text), ref))
+    scores = nlp.evaluate(examples)
+    assert set(scores["cats_f_per_type"]) == {"emotion_" + k for k in LABELS}
+    assert scores["cats_macro_f"] == pytest.approx(plain.evaluate(plain_examples)["cats_macro_f"])
+
+
+def test_training_a_pipeline_that_contains_the_component_leaves_it_as_it_is(trained_pipeline):
+    """emotion_classifier is frozen: nlp.update runs, reports a zero loss for it and changes no score."""
+    nlp = classifier(trained_pipeline)
+    before = nlp("i am so angry").cats
+    doc = nlp.make_doc("i am so angry")
+    examples = [Example.from_dict(doc, {"cats": {k: float(k == "anger") for k in LABELS}})]
+    losses = nlp.update(examples)
+    assert losses["emotion_classifier"] == 0.0
+    assert nlp("i am so angry").cats == before
+    with pytest.raises(TypeError):
+        nlp.get_pipe("emotion_classifier").update(["not an Example"])
+
+
 def test_saved_pipeline_loads_without_importing_the_package(nlp, tmp_path):
     """spacy.load finds the factory through the spacy_factories entry point."""
     nlp.to_disk(tmp_path / "saved")
