@@ -81,37 +81,22 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         "batch_size": args.batch_size,
         "rounds": args.rounds,
     }
-    import torch
-
     texts, _ = bench.read_split(Path(args.data), args.limit, args.split)
-    # torch's thread count is the process's: a side with torch_threads sets it, and
-    # the other side must get its own back (0 = the count torch started with)
-    threads = {"A": int(args.a.get("torch_threads", 0)) or torch.get_num_threads(),
-               "B": int(args.b.get("torch_threads", 0)) or torch.get_num_threads()}
     nlps = {"A": load(args.model, args.a, args.batch_size), "B": load(args.model, args.b, args.batch_size)}
-
-    used: Dict[str, int] = {}
-
-    def timed(name: str):
-        torch.set_num_threads(threads[name])
-        start = time.perf_counter()
-        result = scores(nlps[name], texts, args.batch_size)
-        rate = len(texts) / (time.perf_counter() - start)
-        used[name] = torch.get_num_threads()  # what the pass ran with
-        return result, rate
-
-    first = {name: timed(name)[0] for name in nlps}  # warm-up, and the scores compared
+    first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
     rates: Dict[str, List[float]] = {"A": [], "B": []}
     for round_ in range(args.rounds):
         for name in ("AB" if round_ % 2 == 0 else "BA"):
-            rates[name].append(timed(name)[1])
+            start = time.perf_counter()
+            scores(nlps[name], texts, args.batch_size)
+            rates[name].append(len(texts) / (time.perf_counter() - start))
         bench.log("paired", f"round {round_ + 1}/{args.rounds}: A {rates['A'][-1]:.1f}, B {rates['B'][-1]:.1f} docs/s")
     ratios = [b / a for a, b in zip(rates["A"], rates["B"])]
     agree = float((first["A"].argmax(axis=1) == first["B"].argmax(axis=1)).mean())
     return {
         "meta": {**meta, "texts": len(texts)},
-        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"]), "torch_threads": used["A"]},
-        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"]), "torch_threads": used["B"]},
+        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"])},
+        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"])},
         "ratio_b_over_a": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios},
         "max_probability_difference": float(abs(first["A"] - first["B"]).max()),
         "label_agreement": agree,

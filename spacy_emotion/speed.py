@@ -49,8 +49,8 @@ class SpeedOptions:
     inference_mode (bool): run the model under `torch.inference_mode()`
         (the spaCy backend otherwise runs it under thinc's `torch.no_grad()`;
         the HF backend always uses inference mode).
-    torch_threads (int): `torch.set_num_threads(n)` when the model loads and
-        in any thread that runs it (the setting then stays in that thread);
+    torch_threads (int): `torch.set_num_threads(n)` around each model call,
+        restored afterwards (other models in the process keep their own);
         0 keeps torch's setting (one thread per core). On a small or busy
         machine fewer threads can be faster.
     quantize (str): the format of the transformer's Linear layers:
@@ -194,8 +194,6 @@ class TorchRuntime:
         self._float_rest: Dict[str, torch.Tensor] = {}
         self._hook = None
         self.linear_format = "none"
-        if options.torch_threads:
-            torch.set_num_threads(int(options.torch_threads))
         if module is None:
             if options.quantize not in ("none", "auto") or options.autocast != "none" or options.runtime != "torch":
                 warnings.warn("quantize/autocast/runtime ignored: this emotion model has no transformer (torch) layers.")
@@ -268,10 +266,11 @@ class TorchRuntime:
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """The context a prediction runs in: threads, inference mode and autocast, as set."""
-        threads = int(self.options.torch_threads)
-        if threads and torch.get_num_threads() != threads:  # e.g. a server's model thread
-            torch.set_num_threads(threads)
+        threads, before = int(self.options.torch_threads), torch.get_num_threads()
         with contextlib.ExitStack() as stack:
+            if threads and threads != before:  # for this call only: other models keep their own
+                torch.set_num_threads(threads)
+                stack.callback(torch.set_num_threads, before)
             if self.options.inference_mode:
                 stack.enter_context(torch.inference_mode())
             if self.module is not None and self.options.autocast != "none":

@@ -199,13 +199,13 @@ def test_options_are_applied(learned_pipeline, hf_checkpoint):
     module = predictor.torch_module()
     assert any(isinstance(m, Int8Linear) for m in module.modules())
     assert not any(type(m) is torch.nn.Linear for m in module.modules())
-    assert torch.get_num_threads() == 1
     assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 100
-    modes = []
-    handle = module.register_forward_pre_hook(lambda m, a: modes.append(torch.is_inference_mode_enabled()))
+    modes, threads = [], []
+    handle = module.register_forward_pre_hook(lambda m, a: modes.append(torch.is_inference_mode_enabled()) or threads.append(torch.get_num_threads()))
     nlp("i feel happy")
     handle.remove()
     assert modes and all(modes)
+    assert threads and set(threads) == {1}
     # autocast: the encoder's matmuls run in bf16, its outputs come back as float32
     nlp = classifier(hf_checkpoint, quantize="none", autocast="bf16")
     model = nlp.get_pipe("emotion_classifier").predictor.model
@@ -268,6 +268,23 @@ def test_bf16_settings_on_every_architecture(arch, quantize, tmp_path):
     assert np.abs(predictor.predict(TEXTS) - expected).max() <= LOW_PRECISION
     predictor.to_disk(tmp_path / "saved")
     assert np.abs(HFPredictor(tmp_path / "saved").predict(TEXTS) - expected).max() <= FLOAT32
+
+
+def test_torch_threads_apply_to_the_components_own_calls_only(learned_pipeline):
+    """torch's thread count is the process's: a component with torch_threads sets it for its model
+    calls and puts it back, so another component (and other torch code) keeps its own."""
+    torch.set_num_threads(2)
+    one = classifier(learned_pipeline, torch_threads=1)
+    default = classifier(learned_pipeline)
+    seen = {}
+    for name, nlp in (("one", one), ("default", default)):
+        module = nlp.get_pipe("emotion_classifier").predictor.torch_module()
+        module.register_forward_pre_hook(lambda m, a, name=name: seen.setdefault(name, set()).add(torch.get_num_threads()))
+    for _ in range(2):
+        one("i feel happy")
+        assert torch.get_num_threads() == 2
+        default("i feel sad")
+    assert seen == {"one": {1}, "default": {2}}
 
 
 def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_checkpoint):
