@@ -310,6 +310,14 @@ class EmotionClassifier(Pipe):
         self._predictor = from_directory(Path(path) / "model", self.speed_options)
         return self
 
+    def __reduce__(self):
+        """Pickle (e.g. `nlp.pipe(n_process=2)` where processes are spawned) as
+        the settings and `to_bytes`: the loaded model holds objects pickle
+        can't take (int8 layers, an ONNX Runtime session, the padded tokenizer),
+        and is rebuilt from the float32 weights with the same settings."""
+        settings = {key: value for key, value in self.cfg.items()}
+        return _unpickle_component, (self.vocab, self.name, settings, self.scorer, self.to_bytes())
+
     def to_bytes(self, *, exclude=tuple()) -> bytes:
         return srsly.msgpack_dumps({"cfg": self.cfg, "model": predictor_to_bytes(self.predictor)})
 
@@ -320,3 +328,8 @@ class EmotionClassifier(Pipe):
         self._tmp = []
         self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp, options=self.speed_options)
         return self
+
+
+def _unpickle_component(vocab, name: str, settings: Dict[str, Any], scorer: Optional[Callable], data: bytes) -> EmotionClassifier:
+    component = EmotionClassifier(vocab, name, scorer=scorer, **settings)
+    return component.from_bytes(data)

@@ -231,6 +231,22 @@ def test_a_folder_of_spacy_package_is_a_model(trained_pipeline, tmp_path, layout
         classifier(root)(TEXTS[0])
 
 
+@pytest.mark.parametrize("settings", [{}, {"quantize": "int8"}, {"runtime": "onnx"}, AS_TRAINED], ids=["defaults", "int8", "onnx", "as-trained"])
+def test_a_pipeline_with_the_component_pickles(trained_pipeline, settings):
+    """nlp.pipe(n_process=N) pickles the pipeline where processes are spawned (Windows, macOS):
+    int8 layers, an ONNX Runtime session and the padded bf16 tokenizer can't be pickled as they are."""
+    import pickle
+
+    nlp = classifier(trained_pipeline, cats_prefix="e_", threshold=0.1, **settings)
+    expected = [nlp(t).cats for t in TEXTS]
+    copy = pickle.loads(pickle.dumps(nlp))
+    component = copy.get_pipe("emotion_classifier")
+    assert component.cfg == nlp.get_pipe("emotion_classifier").cfg
+    assert component.predictor.runtime.linear_format == nlp.get_pipe("emotion_classifier").predictor.runtime.linear_format
+    for text, cats in zip(TEXTS, expected):
+        assert copy(text).cats == pytest.approx(cats, abs=1e-6)
+
+
 def test_to_bytes_round_trip(trained_pipeline):
     nlp = classifier(trained_pipeline, per_sentence=True)
     expected = nlp("i love you. i am scared.").cats
