@@ -25,11 +25,11 @@ throughput (examples/s) of `spacy train` with configs/trf.cfg against a plain
 PyTorch loop with the same backbone, batch size and precision.
 
 B's weights are exported from the trained pipeline: the encoder is the
-transformer component's Hugging Face model, 1:1. The textcat reads [CLS]
-and the mean of the token vectors, which no AutoModelForSequenceClassification
+transformer component's Hugging Face model, 1:1. The textcat reads the first
+token's vector and the mean of the token vectors, which no AutoModelForSequenceClassification
 head does, so B's head is the architecture's own (BERT: tanh pooler on [CLS]
 from the backbone, then a Linear), with the textcat's output weights copied
-into its last Linear where the shapes match (they don't for [CLS] + mean). B and C are there for speed: their labels are not those of
+into its last Linear where the shapes match (they don't for first token + mean). B and C are there for speed: their labels are not those of
 a trained model, and their accuracy is printed only as a check that they ran.
 
     python benchmarks/bench.py --model training/trf/model-best \\
@@ -257,7 +257,7 @@ def export_hf_checkpoint(model_dir: Path, out: Path) -> Dict[str, Any]:
         f"{type(model).__name__}: encoder = the pipeline's transformer weights, 1:1"
         + (" (with the backbone's [CLS] pooler)" if pooler else "")
         + f"; head = the architecture's own ({', '.join(head_modules)}), "
-        + ("its last Linear holding the textcat's output weights (trained on [CLS] + mean-pooled tokens, not on this input)"
+        + ("its last Linear holding the textcat's output weights (trained on token vectors pooled by the textcat, not on this input)"
            if copied else "randomly initialised (seed 0)")
         + ". Speed only: its labels are not a trained model's."
     )

@@ -7,7 +7,9 @@ A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
   component (what ``spacy project run all`` builds: an installed package such
   as ``en_emotion_trf`` or a directory like ``training/trf/model-best``).
   Long texts are covered by spacy-transformers' strided windows (window 128,
-  stride 96 spaCy tokens in ``configs/trf.cfg``): every token is seen.
+  stride 96 spaCy tokens in ``configs/trf.cfg``): every token is seen,
+  unless a window's tokens make more wordpieces than the model takes (512),
+  whose excess spacy-transformers truncates.
   By default it runs through its batched fast path (:mod:`fast_path`).
 * :class:`HFPredictor`: a Hugging Face sequence-classification checkpoint
   directory (``config.json`` with ``id2label``, weights, tokenizer). Texts
