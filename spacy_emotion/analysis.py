@@ -26,6 +26,7 @@ from . import plots
 from .data import sample
 from .labels import LABEL_TO_ID, LABELS
 from .metrics import compute_metrics, predicted_labels, read_predictions
+from .util import markdown_cell
 
 EPS = float(np.finfo(np.float64).eps)
 """Probabilities are clipped to [EPS, 1] before taking logs: the float64
@@ -95,9 +96,8 @@ def errors_markdown(rows: List[Dict[str, Any]], title: str = "Highest-loss test 
     """
     lines = [f"# {title}", "", "| # | text | true | predicted | p(predicted) | p(true) | loss |", "|---:|---|---|---|---:|---:|---:|"]
     for row in rows:
-        text = " ".join(row["text"].split()).replace("|", "\\|")
         lines.append(
-            f"| {row['rank']} | {text} | {row['gold']} | {row['pred']} | {row['prob']:.3f} | {row['gold_prob']:.3f} | {row['loss']:.3f} |"
+            f"| {row['rank']} | {markdown_cell(row['text'])} | {row['gold']} | {row['pred']} | {row['prob']:.3f} | {row['gold_prob']:.3f} | {row['loss']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ import srsly
 
 from .data import SPLITS
 from .labels import LABELS
+from .util import markdown_cell
 
 Table = Tuple[List[str], List[List[str]]]
 
@@ -226,10 +227,6 @@ def render_html(sections: List[Section], title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _md_cell(value: str) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
 def render_markdown(sections: List[Section], title: str, base_dir: Path) -> str:
     """The sections as markdown, figures linked relative to `base_dir`.
 
@@ -244,9 +241,9 @@ def render_markdown(sections: List[Section], title: str, base_dir: Path) -> str:
         for p in section.paragraphs:
             lines += [p, ""]
         for header, rows in section.tables:
-            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("| " + " | ".join(markdown_cell(h) for h in header) + " |")
             lines.append("|" + "---|" * len(header))
-            lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
+            lines.extend("| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows)
             lines.append("")
         for path, caption in section.figures:
             rel = Path(os.path.relpath(path, base_dir)).as_posix()

@@ -1,4 +1,5 @@
 """Small helpers shared by the data, backbone, CLI and REST modules."""
+import html
 import os
 import socket
 from typing import Optional
@@ -37,3 +38,11 @@ def invalid_text(text: str) -> Optional[str]:
         what = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate (U+{code:04X})"
         return f"not valid UTF-8 text: character {err.start} is {what}"
     return None
+
+
+def markdown_cell(value: object) -> str:
+    """`value` as the text of one markdown table cell: one line, `|` escaped,
+    and `&`, `<`, `>` as HTML entities, so a text that holds HTML (a test
+    example, a user's input) shows as text in a markdown viewer."""
+    text = " ".join(str(value).split())
+    return html.escape(text, quote=False).replace("|", "\\|")

@@ -125,7 +125,7 @@ def test_analyze_writes_every_file(tmp_path):
     logits = rng.normal(size=(60, 6))
     logits[np.arange(60), [LABEL_TO_ID[g] for g in gold]] += 1.5
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    texts = [f"text number {i} | with a pipe" for i in range(60)]
+    texts = [f"text number {i} | with a pipe and <b>markup</b> & more" for i in range(60)]
     predictions = tmp_path / "preds.jsonl"
     write_predictions(predictions, texts, gold, probs.astype("float32"))
     result = analyze_predictions(predictions, tmp_path / "trf", top_n=7, n_bins=5)
@@ -143,6 +143,7 @@ def test_analyze_writes_every_file(tmp_path):
     table = (folder / "errors.md").read_text(encoding="utf8")
     assert table.count("\n| ") == 7 + 1  # header + 7 rows
     assert "with a pipe" in table and "\\|" in table  # pipes in texts are escaped
+    assert "<b>" not in table and "&lt;b&gt;markup&lt;/b&gt; &amp; more" in table  # and markup shows as text
     saved = srsly.read_json(folder / "analysis.json")
     pred = [LABELS[i] for i in probs.argmax(axis=1)]
     assert saved["metrics"]["accuracy"] == pytest.approx(compute_metrics(gold, pred)["accuracy"])
@@ -300,6 +301,16 @@ def test_report_embeds_every_figure(reports):
     assert "spacy project run" not in page  # no section is missing
     errors = list(srsly.read_jsonl(reports / "trf" / "errors.jsonl"))
     assert errors and all(e["text"] in summary and e["text"] in page for e in errors)
+
+
+def test_markdown_report_shows_markup_in_texts_as_text(tmp_path):
+    from spacy_emotion.report import Section, render_html, render_markdown
+
+    text = "i feel <img src=x onerror=alert(1)> so | sad"
+    section = Section("Errors", tables=[(["text", "loss"], [[text, "1.0"]])])
+    markdown = render_markdown([section], "Report", tmp_path)
+    assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)&gt; so \\| sad" in markdown
+    assert "<img" not in render_html([section], "Report")
 
 
 def test_report_names_missing_parts(tmp_path):

@@ -64,7 +64,7 @@ def test_results_json_is_complete(results):
     for key in ("date", "machine", "commit", "command", "model", "device", "test_texts", "stream", "stream_c", "B"):
         assert meta[key] not in (None, ""), key
     assert meta["device"] == "cpu" and meta["stream"] == 200 and meta["stream_c"] == 60
-    # configs/trf.cfg's textcat reads [CLS] + mean (2 x hidden): no AutoModel head has that shape
+    # configs/trf.cfg's textcat reads the first token + mean (2 x hidden): no AutoModel head has that shape
     assert "head" in meta["B"] and meta["B"]["head_from_textcat"] is False
     assert "bench.py" in meta["command"] and "--stream 200" in meta["command"]
     assert set(res["systems"]) == {"A-component", "A-pipeline", "A-hf", "B", "C-batch64", "C-default"}
@@ -181,7 +181,7 @@ def test_export_is_the_pipelines_backbone(pooling, trained_pipeline, mean_pooled
     if pooling == "mean":
         assert np.allclose(head, W)
         assert info["head_from_textcat"] and "classifier" in info["head"]
-    else:  # [CLS] + mean: W is 6 x (2 x hidden), the classifier 6 x hidden; left as initialised
+    else:  # first token + mean: W is 6 x (2 x hidden), the classifier 6 x hidden; left as initialised
         assert W.shape == (6, 2 * head.shape[1])
         assert info["head_from_textcat"] is False
 
