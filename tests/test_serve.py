@@ -239,6 +239,21 @@ def test_serve_cli_fails_cleanly_without_a_model(tmp_path):
     assert "Can't load the emotion model" in result.output
 
 
+@pytest.mark.parametrize("command,blocked,extra", [
+    (["serve", "--model", "x"], "fastapi", "serve"),
+    (["explore", "out", "--data", "x"], "matplotlib", "reports"),
+    (["embeddings", "out", "--data", "x"], "umap", "reports"),
+    (["analyze", __file__, "out"], "matplotlib", "reports"),  # any existing file: the check comes first
+])
+def test_a_missing_extra_is_named_with_its_pip_command(monkeypatch, command, blocked, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # importlib finds no such module
+    result = CliRunner().invoke(cli_app, command, terminal_width=200)
+    assert result.exit_code == 2
+    assert f"needs the '{extra}' extra: {blocked}" in result.output and f'pip install "spacy-emotion[{extra}]"' in result.output
+
+
 def test_cpu_threads_apply_to_the_model_thread(nlp):
     import torch
 

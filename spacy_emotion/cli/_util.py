@@ -1,8 +1,10 @@
 """The typer app that every command module registers its commands on, and
 the options several commands share."""
+import importlib.util
 from typing import Any, Dict
 
 import typer
+from wasabi import msg
 
 from ..speed import QUANTIZE_MODES, RUNTIMES
 
@@ -35,6 +37,17 @@ LOAD_ERRORS = (OSError, ValueError, ImportError)
 isn't there (predictors.ModelNotFoundError is an OSError), a bad setting, or
 a missing extra (runtime "onnx" without onnxruntime). The commands turn these
 into a message and their "nothing done" exit code."""
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Exit 2 with the pip command to run when a module of an optional extra
+    of the package (setup.cfg's extras_require) is not installed."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        msg.fail(
+            f"This command needs the '{extra}' extra: {', '.join(missing)} not installed",
+            f'pip install "spacy-emotion[{extra}]"', exits=2,
+        )
 
 
 def speed_config(runtime: str, quantize: str) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ from wasabi import msg
 from ..backbone import DEFAULT_BACKBONE
 from ..corpus import load_data
 from ..data import DataError, Split
-from ._util import app
+from ._util import app, require_extra
 
 DATA_HELP = "'auto' (the Hub, else --fallback), 'hub', or a local folder"
 FALLBACK_HELP = "Local data folder used by 'auto' when the Hub is unreachable"
@@ -48,6 +48,7 @@ def explore_cli(
     window: int = typer.Option(0, "--window", help="Count texts longer than this many tokens (0 = the backbone's window)"),
 ) -> None:
     """Class distribution and words-per-text plots of each split, and length statistics."""
+    require_extra("reports", "matplotlib")
     from ..explore import explore
     from ..features import load_backbone
 
@@ -112,6 +113,7 @@ def embeddings_cli(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features"),
 ) -> None:
     """UMAP map of the frozen backbone's train embeddings, one hexbin panel per emotion."""
+    require_extra("reports", "matplotlib", "umap")
     from ..embedding_map import embedding_map
     from ..features import POOLINGS, embed_splits
 
@@ -136,6 +138,7 @@ def analyze_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
 ) -> None:
     """Confusion matrix, per-class scores, highest-loss errors and calibration of a model's test predictions."""
+    require_extra("reports", "matplotlib")
     from ..analysis import analyze_predictions
 
     try:

@@ -2,7 +2,7 @@
 import typer
 from wasabi import msg
 
-from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, require_extra, speed_config
 
 # the defaults live in spacy_emotion.serve; repeated here so `--help` can show them without importing FastAPI
 MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
@@ -27,6 +27,7 @@ def serve_cli(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request"),
 ) -> None:
     """Serve POST /predict, POST /predict/batch, GET /health, GET /labels, /docs and the web page at /."""
+    require_extra("serve", "fastapi", "uvicorn", "pydantic")
     from ..serve import create_app, is_loopback, run
 
     try:
