@@ -487,7 +487,8 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
         "description": SYSTEMS[job["system"]],
         "options": job.get("options", {}),
         "linear_format": getattr(runner, "linear_format", None),
-        "torch_threads": torch.get_num_threads(),
+        # the component's torch_threads holds during its model calls only (restored after)
+        "torch_threads": int(job.get("options", {}).get("torch_threads") or 0) or torch.get_num_threads(),
         "import_s": import_s,
         "load_s": load_s,
         "load_rss_mb": rss_after_load - rss_before,

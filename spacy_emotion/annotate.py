@@ -9,9 +9,10 @@ Used by ``spacy-emotion annotate INPUT OUTPUT``. Input formats (by suffix):
   skipped (counted, not rows).
 * ``.csv``: a header row, then one record a row (quoted fields may span
   lines); text in column ``text_key``, optional id in column ``id_key``.
-  Blank lines are skipped (counted). A quote that is never closed would make
-  the rest of the file one text: its row is an error instead, and the lines
-  after it are read as rows of their own.
+  Blank lines are skipped (counted). A quote left open (never closed, or
+  closed only by a stray quote on a later line) would make the lines up to
+  that point one text: its row is an error instead, and the lines after it
+  are read as rows of their own.
 
 Output formats (by suffix): ``.jsonl`` (``{"line", ["id"], "emotion",
 "score", "cats", ["sentences"]}`` per row) or ``.csv`` (``line, [id],
@@ -231,10 +232,10 @@ class RowReader:
                     self.blank += 1
 
     def _csv_rows(self, lines: Iterator[bytes]) -> Generator[Row, None, bool]:
-        """The CSV records of `lines`. A quoted field whose quote never closes
-        would swallow every line after it into one text: that record's first
-        line becomes an error row instead, and the generator returns True with
-        `offset`/`line` just after that line, for `rows` to read on from there.
+        """The CSV records of `lines`. A quoted field left open would swallow
+        the lines after it into one text (see `_bad_quotes`): that record's
+        first line becomes an error row instead, and the generator returns True
+        with `offset`/`line` just after that line, for `rows` to read on from there.
         RETURNS (bool): whether to read again from `offset` (False: the end)."""
         assert self.header is not None
         text_col = self.header.index(self.text_key)
@@ -249,11 +250,11 @@ class RowReader:
         reader = csv.reader(decoded())
         start = self.line + 1
         for record in reader:
-            if len(taken) > 1 and _unclosed_quote("".join(text for _, text in taken)):
+            if _bad_quotes([text for _, text in taken]):
                 self.offset, self.line = taken[0][0], start
                 first = next(csv.reader([taken[0][1]]), [])
                 row_id = first[id_col] if id_col is not None and id_col < len(first) else None
-                yield Row(line=start, id=row_id, error=f"a quoted field opened on line {start} is never closed (the lines after it are read as rows of their own)")
+                yield Row(line=start, id=row_id, error=f"a quoted field opened on line {start} is left open (the lines after it are read as rows of their own)")
                 return True
             taken.clear()
             if not record:  # a blank line
@@ -272,14 +273,20 @@ class RowReader:
         return False
 
 
-def _unclosed_quote(record: str) -> bool:
-    """Whether a CSV record's text ends inside a quoted field (only possible at
-    the end of the file: csv.reader then returns the rest as that field)."""
+def _bad_quotes(lines: List[str]) -> bool:
+    """Whether a CSV record's quotes went wrong in a way that makes it swallow
+    lines: a quoted field never closed (csv.reader then returns the rest of the
+    file as that field), or one closed by a later line's stray quote. A record
+    of several lines that the strict parser rejects is one of those; so is a
+    last line whose quote is still open. A one-line record with a stray quote
+    inside a field ('a"b', '"a"b') keeps csv.reader's reading."""
+    if len(lines) == 1 and '"' not in lines[0]:
+        return False
     try:
-        for _ in csv.reader(io.StringIO(record, newline=""), strict=True):
+        for _ in csv.reader(io.StringIO("".join(lines), newline=""), strict=True):
             pass
     except csv.Error as err:
-        return "unexpected end of data" in str(err)
+        return len(lines) > 1 or "unexpected end of data" in str(err)
     return False
 
 

