@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .labels import LABEL_TO_ID, LABELS
+from .labels import LABEL_TO_ID, LABELS, normalize
 from .util import hub_reachable, invalid_text
 
 SPLITS: Tuple[str, ...] = ("train", "validation", "test")
@@ -79,11 +79,11 @@ def parse_label(value: Any) -> str:
             return LABELS[idx]
         raise ValueError(f"label id {value!r} is outside 0-{len(LABELS) - 1}")
     if isinstance(value, str):
-        name = value.strip()
+        name = normalize(value)
         if name.isdigit():
             return parse_label(int(name))
-        if name.lower() in LABEL_TO_ID:
-            return name.lower()
+        if name in LABEL_TO_ID:
+            return name
     raise ValueError(f"unknown label {value!r} (expected one of {', '.join(LABELS)})")
 
 

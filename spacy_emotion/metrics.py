@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .labels import LABELS
+from .labels import LABELS, normalize
 
 
 def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict[str, Any]:
@@ -43,7 +43,7 @@ def gold_labels(docs) -> List[str]:
     doc.cats, whose keys are the six labels in any case ("joy" or "Joy")."""
     out = []
     for i, doc in enumerate(docs):
-        cats = {str(key).strip().lower(): value for key, value in doc.cats.items()}
+        cats = {normalize(key): value for key, value in doc.cats.items()}
         scores = {label: cats[label] for label in LABELS if label in cats}
         if not scores or max(scores.values()) <= 0:
             raise ValueError(

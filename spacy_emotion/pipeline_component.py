@@ -315,8 +315,7 @@ class EmotionClassifier(Pipe):
         the settings and `to_bytes`: the loaded model holds objects pickle
         can't take (int8 layers, an ONNX Runtime session, the padded tokenizer),
         and is rebuilt from the float32 weights with the same settings."""
-        settings = {key: value for key, value in self.cfg.items()}
-        return _unpickle_component, (self.vocab, self.name, settings, self.scorer, self.to_bytes())
+        return _unpickle_component, (self.vocab, self.name, dict(self.cfg), self.scorer, self.to_bytes())
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:
         return srsly.msgpack_dumps({"cfg": self.cfg, "model": predictor_to_bytes(self.predictor)})

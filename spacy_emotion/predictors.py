@@ -38,7 +38,7 @@ import spacy
 import srsly
 
 from .fast_path import BatchedTextcat
-from .labels import LABELS
+from .labels import LABELS, normalize
 from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _non_empty(texts: List[str]) -> List[int]:
 
 def _label_order(names: List[str], source: str) -> List[int]:
     """Map a model's label names onto LABELS; RETURNS the model column of each label."""
-    lowered = [str(name).strip().lower() for name in names]
+    lowered = [normalize(name) for name in names]
     if sorted(lowered) != sorted(LABELS):
         raise ValueError(
             f"The labels of {source} ({', '.join(map(str, names))}) are not the six "

@@ -85,7 +85,7 @@ def _bpe_tokenizer(path: Path, roberta: bool):
 ARCHITECTURES = ("bert", "distilbert", "roberta", "modernbert")
 
 
-HEAD_STD = 0.2
+CLASSIFIER_INIT_RANGE = 0.2
 """initializer_range of a sequence-classification checkpoint made by make_backbone."""
 
 
@@ -126,7 +126,7 @@ def make_backbone(path: Path, arch: str = "bert", num_labels: int = 0, id2label:
         # with the default initialisation (std 0.02) a tiny random classifier gives every
         # text nearly the same, nearly uniform scores, and a comparison of two settings
         # passes whatever either computes: wider weights make the scores differ by text
-        config.initializer_range = HEAD_STD
+        config.initializer_range = CLASSIFIER_INIT_RANGE
         config.num_labels = num_labels
         config.id2label = dict(id2label or {})
         config.label2id = {v: k for k, v in config.id2label.items()}
