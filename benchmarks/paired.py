@@ -70,6 +70,12 @@ def scores(nlp, texts: List[str], batch_size: int):
     return np.asarray([[doc.cats[label] for label in bench.LABELS] for doc in nlp.pipe(texts, batch_size=batch_size)])
 
 
+def accuracy_of(probabilities, gold: List[str]) -> float:
+    """The share of texts whose most probable label (bench.LABELS order) is the gold one."""
+    predicted = [bench.LABELS[i] for i in probabilities.argmax(axis=1)]
+    return sum(p == g for p, g in zip(predicted, gold)) / len(gold)
+
+
 def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
     meta = {  # before loading anything: the date and load average of the start
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -81,7 +87,7 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         "batch_size": args.batch_size,
         "rounds": args.rounds,
     }
-    texts, _ = bench.read_split(Path(args.data), args.limit, args.split)
+    texts, gold = bench.read_split(Path(args.data), args.limit, args.split)
     nlps = {"A": load(args.model, args.a, args.batch_size), "B": load(args.model, args.b, args.batch_size)}
     first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
     rates: Dict[str, List[float]] = {"A": [], "B": []}
@@ -93,10 +99,11 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         bench.log("paired", f"round {round_ + 1}/{args.rounds}: A {rates['A'][-1]:.1f}, B {rates['B'][-1]:.1f} docs/s")
     ratios = [b / a for a, b in zip(rates["A"], rates["B"])]
     agree = float((first["A"].argmax(axis=1) == first["B"].argmax(axis=1)).mean())
+    accuracy = {name: accuracy_of(first[name], gold) for name in first}
     return {
         "meta": {**meta, "texts": len(texts)},
-        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"])},
-        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"])},
+        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"]), "accuracy": accuracy["A"]},
+        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"]), "accuracy": accuracy["B"]},
         "ratio_b_over_a": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios},
         "max_probability_difference": float(abs(first["A"] - first["B"]).max()),
         "label_agreement": agree,
@@ -106,8 +113,10 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
 def summary(result: Dict[str, Any]) -> str:
     r = result["ratio_b_over_a"]
     return (
-        f"A {json.dumps(result['A']['settings'])}: {result['A']['median_docs_per_s']:.1f} docs/s; "
-        f"B {json.dumps(result['B']['settings'])}: {result['B']['median_docs_per_s']:.1f} docs/s (medians of {result['meta']['rounds']}); "
+        f"A {json.dumps(result['A']['settings'])}: {result['A']['median_docs_per_s']:.1f} docs/s, "
+        f"accuracy {100 * result['A']['accuracy']:.2f} %; "
+        f"B {json.dumps(result['B']['settings'])}: {result['B']['median_docs_per_s']:.1f} docs/s, "
+        f"accuracy {100 * result['B']['accuracy']:.2f} % (medians of {result['meta']['rounds']}); "
         f"B/A paired: median {r['median']:.3f}, min {r['min']:.3f}, max {r['max']:.3f}; "
         f"max |Δp| {result['max_probability_difference']:.2g}, labels agree {100 * result['label_agreement']:.2f} %"
     )

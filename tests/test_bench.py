@@ -250,6 +250,29 @@ def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_fold
     assert res["meta"]["texts"] > 0 and res["meta"]["rounds"] == 3 and "--rounds 3" in res["meta"]["command"]
     assert res["meta"]["split"] == "validation"  # the default: settings are chosen on validation
     assert "B/A paired: median" in proc.stdout
+    # each side's accuracy on the validation split, against an independent float32 run
+    import spacy
+
+    from spacy_emotion.data import find_split_file, read_file
+
+    examples = read_file(find_split_file(toy_folder, "validation")).examples
+    nlp = spacy.load(trained_pipeline)
+    predicted = [max(LABELS, key=doc.cats.get) for doc in nlp.pipe(e.text for e in examples)]
+    accuracy = sum(p == e.label for p, e in zip(predicted, examples)) / len(examples)
+    assert len(set(predicted)) > 1  # not a constant model
+    assert res["A"]["accuracy"] == pytest.approx(accuracy) and res["B"]["accuracy"] == pytest.approx(accuracy)
+    assert f"accuracy {100 * accuracy:.2f} %" in proc.stdout
+
+
+def test_paired_accuracy_counts_the_most_probable_label():
+    spec = importlib.util.spec_from_file_location("paired", PAIRED)
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)  # it finds bench.py next to itself
+    probabilities = np.zeros((4, 6))
+    for row, column in enumerate([0, 5, 2, 2]):  # sadness, surprise, love, love (bench.LABELS order)
+        probabilities[row, column] = 1.0
+    assert paired.accuracy_of(probabilities, ["sadness", "surprise", "love", "joy"]) == pytest.approx(0.75)
+    assert paired.accuracy_of(probabilities, ["joy", "joy", "joy", "joy"]) == 0.0
 
 
 @pytest.mark.parametrize("bad, message", [(["--a", "{oops"], "--a is not JSON"), (["--b", "[1]"], "must be a JSON object"), (["--rounds", "0"], "at least 1"), (["--split", "train"], "invalid choice")])
