@@ -21,9 +21,9 @@ Speed settings (see `speed.SpeedOptions`), with their defaults:
         "inference_mode": True,    # torch.inference_mode()
         "torch_threads": 0,        # torch.set_num_threads for the model (0: torch's)
         "quantize": "auto",        # "bf16-full" (the whole transformer in bf16) on
-                                   # AMX CPUs, "bf16" (Linear layers) on other CPUs
-                                   # with native bf16, else float32; or "none",
-                                   # "int8", "bf16", "bf16-full"
+                                   # CPUs with native bf16 (AVX-512 BF16, AMX),
+                                   # else float32; or "none", "int8", "bf16"
+                                   # (Linear layers only), "bf16-full"
         "autocast": "none",        # bf16/fp16 autocast (GPU)
         "runtime": "torch",        # or "onnx": ONNX Runtime on the CPU
         "fast_path": True,         # trained pipelines: whole batches, not nlp.pipe

@@ -9,9 +9,9 @@ spaCy backend's batched fast path);
 
 The defaults are the settings measured to be faster at the same labels:
 length buckets, inference mode, the fast path, and on a CPU that computes
-bf16 natively either bf16 Linear layers (AVX-512 BF16: 2x the float32 speed
-of the trained MiniLM, 100 % of its test labels) or, with AMX, the whole
-transformer in bf16 (1.6x float32, 100 % of the test labels).
+bf16 natively (AVX-512 BF16 or AMX) the whole transformer in bf16 (on the
+trained MiniLM's validation texts: 2.2x float32 with AVX-512 BF16, 1.6x
+with AMX on the test texts, the float32 label for every text on both).
 :meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy
 of each: benchmarks/RESULTS.md.
 """
@@ -62,12 +62,10 @@ class SpeedOptions:
         float32); "bf16-full": the whole transformer in bf16, weights and
         activations (embeddings, attention, GELU and LayerNorm too; no
         float32 round trip around each Linear layer), its outputs cast to
-        float32 (faster than "bf16" where bf16 matrix products are cheap,
-        e.g. on AMX CPUs; a little further from float32); "auto":
-        "bf16-full" on a CPU with AMX tiles (:func:`amx_cpu`), "bf16" on
-        another CPU that computes bf16 natively (AVX-512 BF16; see
-        :func:`native_bf16_cpu`), "none" on other CPUs, on a GPU, and when
-        `autocast` is set. Saving the pipeline still writes the original
+        float32 (faster than "bf16" on the CPUs measured, with AVX-512 BF16
+        and with AMX); "auto": "bf16-full" on a CPU that computes bf16
+        natively (:func:`native_bf16_cpu`), "none" on other CPUs, on a GPU,
+        and when `autocast` is set. Saving the pipeline still writes the original
         float weights.
     autocast (str): "none", "bf16" or "fp16": run the transformer under
         `torch.autocast` in that dtype, for GPUs; outputs are cast back to
@@ -134,9 +132,9 @@ class SpeedOptions:
             return self.quantize
         if self.autocast != "none" or device_type != "cpu":
             return "none"
-        if amx_cpu():  # chosen on validation: 1.27x "bf16" (paired), the same accuracy and labels
-            return "bf16-full"
-        return "bf16" if native_bf16_cpu() else "none"
+        # chosen on validation (paired runs, benchmarks/RESULTS.md): 1.27x "bf16"
+        # with AMX, 1.14-1.31x with AVX-512 BF16, the same labels as float32
+        return "bf16-full" if native_bf16_cpu() else "none"
 
     @classmethod
     def from_cfg(cls, cfg: Dict[str, Any]) -> "SpeedOptions":

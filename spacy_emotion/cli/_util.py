@@ -27,8 +27,8 @@ RUNTIME_OPTION = typer.Option(
 )
 QUANTIZE_OPTION = typer.Option(
     "auto", "--quantize",
-    help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16-full on AMX CPUs, bf16 on other CPUs with native "
-    "bf16, else float32; bf16-full: the whole transformer in bf16)",
+    help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16-full on CPUs with native bf16, "
+    "else float32; bf16-full: the whole transformer in bf16, bf16: its Linear layers)",
 )
 
 
