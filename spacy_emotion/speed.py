@@ -9,9 +9,9 @@ spaCy backend's batched fast path);
 
 The defaults are the settings measured to be faster at the same labels:
 length buckets, inference mode, the fast path, and on a CPU that computes
-bf16 natively (AVX-512 BF16 or AMX) the whole transformer in bf16 (on the
-trained MiniLM's validation texts: 2.2x float32 with AVX-512 BF16, 1.6x
-with AMX on the test texts, the float32 label for every text on both).
+bf16 natively (AVX-512 BF16 or AMX) the whole transformer in bf16 (the
+trained MiniLM: 2.2x float32 with AVX-512 BF16, the float32 label on every
+validation text; 1.6x with AMX, the float32 label on every test text).
 :meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy
 of each: benchmarks/RESULTS.md.
 """
