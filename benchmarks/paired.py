@@ -71,9 +71,12 @@ def scores(nlp, texts: List[str], batch_size: int):
 
 
 def accuracy_of(probabilities, gold: List[str]) -> float:
-    """The share of texts whose most probable label (bench.LABELS order) is the gold one."""
-    predicted = [bench.LABELS[i] for i in probabilities.argmax(axis=1)]
-    return sum(p == g for p, g in zip(predicted, gold)) / len(gold)
+    """The share of texts whose most probable label is the gold one (columns in label order, as `scores` writes them)."""
+    from sklearn.metrics import accuracy_score
+
+    from spacy_emotion.metrics import predicted_labels
+
+    return float(accuracy_score(gold, predicted_labels(probabilities)))
 
 
 def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
