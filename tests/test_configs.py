@@ -6,6 +6,7 @@ import pytest
 import spacy
 
 from spacy_emotion.backbone import DEFAULT_BACKBONE, offline_copy, resolve_backbone
+from spacy_emotion.cli.train import last_step
 from spacy_emotion.labels import LABELS
 
 from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
@@ -45,6 +46,15 @@ def test_trf_config_trains_each_architecture(arch, toy_corpus, tmp_path):
         cats = nlp(text).cats
         assert set(cats) == set(LABELS)
         assert sum(cats.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("config", [TRF_CONFIG, BOW_CONFIG], ids=["trf", "bow"])
+def test_full_run_ends_at_an_evaluation(config):
+    """On dair-ai/emotion's 16,000 training texts the last update is scored, so model-best can be it."""
+    training = spacy.util.load_config(config, interpolate=True)["training"]
+    last = last_step(training, 16_000)
+    assert last is not None and last > 0
+    assert last % training["eval_frequency"] == 0, f"steps {last // training['eval_frequency'] * training['eval_frequency'] + 1}-{last} are never evaluated"
 
 
 def test_bow_config_trains(toy_corpus, tmp_path):

@@ -20,24 +20,39 @@ from wasabi import msg
 from ._util import app
 
 
-def last_step_eval_frequency(training: Dict[str, Any], n_train: int) -> Optional[int]:
-    """The eval_frequency that evaluates the last step of a run that ends before
-    its first evaluation after step 0, or None when there is no such gap.
+def last_step(training: Dict[str, Any], n_train: int) -> Optional[int]:
+    """The step (counted from 0) of a run's last update, or None when it isn't
+    known in advance.
 
     training (Dict[str, Any]): the interpolated `[training]` block of a config.
     n_train (int): the number of training examples.
-    RETURNS (Optional[int]): the step (counted from 0) of the run's last update.
+    RETURNS (Optional[int]): the last step, or None for batches of varying
+        count, no training examples, or a run without max_epochs or max_steps.
     """
     batcher = training["batcher"]
     size = batcher.get("size")
     if batcher.get("@batchers") != "spacy.batch_by_sequence.v1" or batcher.get("get_length") is not None or not isinstance(size, int):
         return None  # batches of varying count: the number of steps is not known in advance
-    if training["max_epochs"] <= 0 or n_train <= 0:
-        return None  # the run is ended by max_steps, which the config's schedule aims at
-    last = training["max_epochs"] * math.ceil(n_train / size) - 1
+    if n_train <= 0:
+        return None
+    steps = [training["max_epochs"] * math.ceil(n_train / size) - 1] if training["max_epochs"] > 0 else []
     if training["max_steps"]:
-        last = min(last, training["max_steps"])
-    return last if 0 < last < training["eval_frequency"] else None
+        steps.append(training["max_steps"])
+    return min(steps) if steps else None
+
+
+def last_step_eval_frequency(training: Dict[str, Any], n_train: int) -> Optional[int]:
+    """The eval_frequency that evaluates the last step of a run that max_epochs
+    ends before its first evaluation after step 0, or None when there is no such gap.
+
+    training (Dict[str, Any]): the interpolated `[training]` block of a config.
+    n_train (int): the number of training examples.
+    RETURNS (Optional[int]): the step (counted from 0) of the run's last update.
+    """
+    if training["max_epochs"] <= 0:
+        return None  # the run is ended by max_steps, which the config's schedule aims at
+    last = last_step(training, n_train)
+    return last if last is not None and 0 < last < training["eval_frequency"] else None
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
