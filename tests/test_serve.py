@@ -1,10 +1,14 @@
 """The REST API: contract, validation (422), limits (413) and request batching."""
 import asyncio
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
+
+try:  # the client Starlette's TestClient uses; plain httpx on Python 3.10
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 
 from spacy_emotion import __version__
 from spacy_emotion.cli import app as cli_app
