@@ -35,10 +35,12 @@ def last_step(training: Dict[str, Any], n_train: int) -> Optional[int]:
         return None  # batches of varying count: the number of steps is not known in advance
     if n_train <= 0:
         return None
-    steps = [training["max_epochs"] * math.ceil(n_train / size) - 1] if training["max_epochs"] > 0 else []
+    ends = []  # the step each limit stops the run at; the first to come ends it
+    if training["max_epochs"] > 0:
+        ends.append(training["max_epochs"] * math.ceil(n_train / size) - 1)
     if training["max_steps"]:
-        steps.append(training["max_steps"])
-    return min(steps) if steps else None
+        ends.append(training["max_steps"])
+    return min(ends, default=None)
 
 
 def last_step_eval_frequency(training: Dict[str, Any], n_train: int) -> Optional[int]:
