@@ -191,7 +191,7 @@ def stream_order(n_texts: int, n: int, seed: int) -> List[int]:
 
 def read_split(data: Path, limit: int = 0, name: str = "test") -> Tuple[List[str], List[str]]:
     """Texts and gold labels of a split ("test" by default) in a dataset folder."""
-    from spacy_emotion.data import find_split_file, read_file
+    from spacy_emotion.training.dataset import find_split_file, read_file
 
     split = read_file(find_split_file(Path(data), name), name=name)
     examples = split.examples[:limit] if limit else split.examples
@@ -645,7 +645,7 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     from spacy.vocab import Vocab
     from transformers import AutoModel, AutoTokenizer
 
-    from spacy_emotion.backbone import resolve_backbone
+    from spacy_emotion.training.backbone import resolve_backbone
 
     steps, warmup, bs = job["steps"], job["warmup"], job["batch_size"]
     device = job["device"]
@@ -971,7 +971,7 @@ def model_backbone(model: str) -> str:
     """The backbone a trained pipeline was built from (its transformer's `name`)."""
     import spacy
 
-    from spacy_emotion.backbone import DEFAULT_BACKBONE
+    from spacy_emotion.training.backbone import DEFAULT_BACKBONE
 
     path = Path(model)
     if not (path / "config.cfg").is_file():
@@ -1070,7 +1070,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             if args.train_corpus:
                 corpus = Path(args.train_corpus)
             else:
-                from spacy_emotion.corpus import convert
+                from spacy_emotion.training.corpus import convert
 
                 corpus = work / "corpus"
                 log("train", f"converting {args.data} into {corpus}")

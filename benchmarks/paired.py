@@ -74,7 +74,7 @@ def accuracy_of(probabilities, gold: List[str]) -> float:
     """The share of texts whose most probable label is the gold one (columns in label order, as `scores` writes them)."""
     from sklearn.metrics import accuracy_score
 
-    from spacy_emotion.metrics import predicted_labels
+    from spacy_emotion.training.metrics import predicted_labels
 
     return float(accuracy_score(gold, predicted_labels(probabilities)))
 

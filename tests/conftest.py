@@ -57,7 +57,7 @@ def toy_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def toy_corpus(toy_folder, tmp_path_factory):
-    from spacy_emotion.corpus import convert
+    from spacy_emotion.training.corpus import convert
 
     out = tmp_path_factory.mktemp("corpus")
     convert(out, source=str(toy_folder))

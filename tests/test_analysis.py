@@ -14,16 +14,16 @@ import srsly
 from PIL import Image
 from typer.testing import CliRunner
 
-from spacy_emotion import plots
-from spacy_emotion.analysis import analyze, analyze_predictions, calibration, example_losses, normalized_confusion, top_losses
-from spacy_emotion.baseline import comparison_markdown, train_baselines, write_comparison
+from spacy_emotion.reports import plots
+from spacy_emotion.reports.analysis import analyze, analyze_predictions, calibration, example_losses, normalized_confusion, top_losses
+from spacy_emotion.reports.baseline import comparison_markdown, train_baselines, write_comparison
 from spacy_emotion.cli import app
-from spacy_emotion.data import read_folder
-from spacy_emotion.explore import explore
-from spacy_emotion.features import embed, embed_splits, load_backbone, token_counts
+from spacy_emotion.training.dataset import read_folder
+from spacy_emotion.reports.explore import explore
+from spacy_emotion.reports.features import embed, embed_splits, load_backbone, token_counts
 from spacy_emotion.labels import LABEL_TO_ID, LABELS
-from spacy_emotion.metrics import compute_metrics, write_predictions
-from spacy_emotion.report import build_report
+from spacy_emotion.training.metrics import compute_metrics, write_predictions
+from spacy_emotion.reports.html_report import build_report
 
 runner = CliRunner()
 
@@ -197,7 +197,7 @@ def test_embeddings_mean_and_cls(tiny_bert):
 
 
 def test_embedding_cache(tiny_bert, tmp_path, monkeypatch):
-    import spacy_emotion.features as features
+    import spacy_emotion.reports.features as features
 
     texts = {"train": ["i feel happy", "sad"], "test": ["angry today"]}
     first = embed_splits(texts, str(tiny_bert), tmp_path, progress=False)
@@ -304,7 +304,7 @@ def test_report_embeds_every_figure(reports):
 
 
 def test_markdown_report_shows_markup_in_texts_as_text(tmp_path):
-    from spacy_emotion.report import Section, render_html, render_markdown
+    from spacy_emotion.reports.html_report import Section, render_html, render_markdown
 
     text = "i feel <img src=x onerror=alert(1)> so | sad"
     section = Section("Errors", tables=[(["text", "loss"], [[text, "1.0"]])])
@@ -322,7 +322,7 @@ def test_report_names_missing_parts(tmp_path):
 
 
 def test_umap_records_the_n_neighbors_it_ran_with(tmp_path):
-    from spacy_emotion.embedding_map import embedding_map
+    from spacy_emotion.reports.embedding_map import embedding_map
 
     vectors = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
     info = embedding_map(vectors, ["joy", "sadness"] * 4, tmp_path, n_neighbors=15)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spacy_emotion.annotate import (
+from spacy_emotion.serving.annotate_files import (
     AnnotateError, Job, RowReader, annotate, check_job, checkpoint_path, default_errors_path,
 )
 from spacy_emotion.cli import app
 from spacy_emotion.cli import annotate as annotate_cli
-from spacy_emotion.inference import build_pipeline, classify
+from spacy_emotion.serving.classify import build_pipeline, classify
 from spacy_emotion.labels import LABELS
 
 WORDS = ["happy", "sad", "angry", "scared", "amazed", "loving", "glad", "lonely", "furious", "nervous"]
@@ -306,7 +306,7 @@ def test_output_shorter_than_the_checkpoint_is_refused(tmp_path, nlp, model):
 
 SLOW_CHILD = """
 import sys, time
-import spacy_emotion.annotate as annotate_module
+import spacy_emotion.serving.annotate_files as annotate_module
 real = annotate_module.classify
 def slow(*args, **kwargs):  # a slow model: the kill lands mid-run
     time.sleep(0.4)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from spacy_emotion.labels import LABELS
-from spacy_emotion.speed import SpeedOptions
+from spacy_emotion.component.speed import SpeedOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench.py"
@@ -98,7 +98,7 @@ def test_accuracy_is_the_trained_pipelines_own(results, trained_pipeline, toy_fo
     import spacy
     from sklearn.metrics import accuracy_score, f1_score
 
-    from spacy_emotion.data import find_split_file, read_file
+    from spacy_emotion.training.dataset import find_split_file, read_file
 
     _, res = results
     examples = read_file(find_split_file(toy_folder, "test")).examples
@@ -253,7 +253,7 @@ def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_fold
     # each side's accuracy on the validation split, against an independent float32 run
     import spacy
 
-    from spacy_emotion.data import find_split_file, read_file
+    from spacy_emotion.training.dataset import find_split_file, read_file
 
     examples = read_file(find_split_file(toy_folder, "validation")).examples
     nlp = spacy.load(trained_pipeline)

@@ -6,7 +6,7 @@ import random
 import pytest
 from conftest import TRF_CONFIG, train_tiny
 
-from spacy_emotion.callbacks import seed_each_step
+from spacy_emotion.training.callbacks import seed_each_step
 
 
 def _weights(model_dir) -> str:

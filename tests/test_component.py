@@ -10,8 +10,8 @@ import spacy
 from spacy.training import Example
 
 from spacy_emotion.labels import LABELS
-from spacy_emotion.predictors import ModelNotFoundError
-from spacy_emotion.speed import SpeedOptions
+from spacy_emotion.component.predictors import ModelNotFoundError
+from spacy_emotion.component.speed import SpeedOptions
 
 from tiny import make_backbone, toy_examples
 

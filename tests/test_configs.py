@@ -5,7 +5,7 @@ import sys
 import pytest
 import spacy
 
-from spacy_emotion.backbone import DEFAULT_BACKBONE, offline_copy, resolve_backbone
+from spacy_emotion.training.backbone import DEFAULT_BACKBONE, offline_copy, resolve_backbone
 from spacy_emotion.cli.train import last_step
 from spacy_emotion.labels import LABELS
 

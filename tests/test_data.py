@@ -6,8 +6,8 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_emotion.corpus import convert, make_docbin
-from spacy_emotion.data import DataError, Example, load_splits, parse_label, read_file, read_folder, sample
+from spacy_emotion.training.corpus import convert, make_docbin
+from spacy_emotion.training.dataset import DataError, Example, load_splits, parse_label, read_file, read_folder, sample
 from spacy_emotion.labels import LABELS
 
 GOOD = [("i feel happy; really", "joy"), ("im so scared", "fear"), ("what a surprise", "surprise")]

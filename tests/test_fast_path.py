@@ -8,11 +8,11 @@ import spacy
 from spacy.training import Example
 from thinc.types import Ragged
 
-from spacy_emotion.fast_path import BatchedTextcat
-from spacy_emotion.inference import model_info
+from spacy_emotion.component.fast_path import BatchedTextcat
+from spacy_emotion.serving.classify import model_info
 from spacy_emotion.labels import LABELS
-from spacy_emotion.predictors import from_directory
-from spacy_emotion.speed import SpeedOptions
+from spacy_emotion.component.predictors import from_directory
+from spacy_emotion.component.speed import SpeedOptions
 
 from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
 from tiny import ARCHITECTURES, make_backbone, toy_examples

@@ -48,7 +48,7 @@ def test_component_on_gpu_matches_cpu(gpu, trained_pipeline, autocast):
     """emotion_classifier on the GPU gives the CPU's labels (fp32) or nearly its scores (autocast)."""
     from thinc.api import require_cpu, require_gpu
 
-    from spacy_emotion.speed import SpeedOptions
+    from spacy_emotion.component.speed import SpeedOptions
 
     require_cpu()
     cpu = spacy.blank("en")
@@ -72,8 +72,8 @@ def test_fast_path_on_gpu_gives_the_scores_of_nlp_pipe(gpu, trained_pipeline):
     against nlp.pipe, both on the GPU, on texts of every kind."""
     import numpy as np
 
-    from spacy_emotion.predictors import from_directory
-    from spacy_emotion.speed import SpeedOptions
+    from spacy_emotion.component.predictors import from_directory
+    from spacy_emotion.component.speed import SpeedOptions
 
     texts = TEXTS + ["", "\u200b", "i feel \u200b happy", "i feel so happy today and " * 60]
     fast = from_directory(trained_pipeline, SpeedOptions.as_trained(fast_path=True))

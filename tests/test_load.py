@@ -9,8 +9,8 @@ import pytest
 
 from live_server import serving
 
-from spacy_emotion.inference import build_pipeline
-from spacy_emotion.serve import create_app
+from spacy_emotion.serving.classify import build_pipeline
+from spacy_emotion.serving.rest import create_app
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "load_test.py"
 

@@ -1,7 +1,7 @@
 """Metrics against a case computed by hand."""
 import pytest
 
-from spacy_emotion.metrics import compute_metrics
+from spacy_emotion.training.metrics import compute_metrics
 
 
 def test_hand_computed_case():
@@ -35,7 +35,7 @@ def test_gold_labels_take_the_six_labels_in_any_case_and_refuse_others():
     import spacy
 
     from spacy_emotion.labels import LABELS
-    from spacy_emotion.metrics import gold_labels
+    from spacy_emotion.training.metrics import gold_labels
 
     nlp = spacy.blank("en")
     lower, upper, other = nlp("a"), nlp("b"), nlp("c")

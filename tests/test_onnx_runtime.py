@@ -14,10 +14,10 @@ import pytest
 import spacy
 import torch
 
-from spacy_emotion import onnx_runtime
+from spacy_emotion.component import onnx_runtime
 from spacy_emotion.labels import LABELS
-from spacy_emotion.predictors import HFPredictor, SpacyPredictor
-from spacy_emotion.speed import SpeedOptions
+from spacy_emotion.component.predictors import HFPredictor, SpacyPredictor
+from spacy_emotion.component.speed import SpeedOptions
 
 from tiny import ARCHITECTURES, make_backbone, toy_examples
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from spacy_emotion.cli import app
 from spacy_emotion.cli.predict import bar
-from spacy_emotion.inference import build_pipeline, classify_one
+from spacy_emotion.serving.classify import build_pipeline, classify_one
 from spacy_emotion.labels import LABELS
 
 TEXT = "i feel so happy today. but i am scared of tomorrow."

@@ -12,10 +12,10 @@ except ImportError:
 
 from spacy_emotion import __version__
 from spacy_emotion.cli import app as cli_app
-from spacy_emotion.inference import build_pipeline, classify, classify_one
+from spacy_emotion.serving.classify import build_pipeline, classify, classify_one
 from spacy_emotion.labels import LABELS
-from spacy_emotion.serve import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
-from spacy_emotion.speed import SpeedOptions
+from spacy_emotion.serving.rest import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
+from spacy_emotion.component.speed import SpeedOptions
 
 MAX_CHARS, MAX_BATCH = 120, 4
 TEXTS = ["i feel so happy today", "i am scared and nervous. but glad you came!", "i am furious", ""]

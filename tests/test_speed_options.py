@@ -20,8 +20,8 @@ import spacy
 import torch
 
 from spacy_emotion.labels import LABELS
-from spacy_emotion.pipeline_component import DEFAULT_CONFIG
-from spacy_emotion.speed import Bf16Linear, SpeedOptions, TorchRuntime, amx_cpu, length_batches, native_bf16_cpu
+from spacy_emotion.component.pipe import DEFAULT_CONFIG
+from spacy_emotion.component.speed import Bf16Linear, SpeedOptions, TorchRuntime, amx_cpu, length_batches, native_bf16_cpu
 
 from conftest import TRF_CONFIG, train_tiny
 from tiny import ARCHITECTURES, make_backbone, toy_examples
@@ -118,7 +118,7 @@ def test_as_trained_changes_nothing(learned_pipeline):
 def test_quantize_auto_follows_the_cpu(learned_pipeline, monkeypatch, native, expected):
     """auto: the whole transformer in bf16 on a CPU with native bf16 (AVX-512
     BF16 or AMX), float32 elsewhere."""
-    monkeypatch.setattr("spacy_emotion.speed.native_bf16_cpu", lambda: native)
+    monkeypatch.setattr("spacy_emotion.component.speed.native_bf16_cpu", lambda: native)
     predictor = classifier(learned_pipeline).get_pipe("emotion_classifier").predictor
     assert predictor.options.quantize == "auto"
     assert predictor.runtime.linear_format == expected
@@ -258,7 +258,7 @@ def test_bf16_settings_on_every_architecture(arch, quantize, tmp_path):
     """bf16 Linear layers and the all-bf16 transformer run BERT, DistilBERT,
     RoBERTa and ModernBERT (their own attention, embeddings and rotary
     positions in bf16 too) and stay close to float32; saving gives back float32."""
-    from spacy_emotion.predictors import HFPredictor
+    from spacy_emotion.component.predictors import HFPredictor
 
     path = make_backbone(tmp_path / arch, arch, num_labels=6, id2label=dict(enumerate(LABELS)))
     expected = HFPredictor(path).predict(TEXTS)
@@ -369,7 +369,7 @@ def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path,
     as_trained leaves it alone."""
     from transformers import PreTrainedTokenizerFast
 
-    from spacy_emotion.predictors import WORDPIECE_MULTIPLE
+    from spacy_emotion.component.predictors import WORDPIECE_MULTIPLE
 
     nlp = classifier(learned_pipeline, **{**AS_TRAINED, "sort_by_length": True, "quantize": quantize})
     predictor = nlp.get_pipe("emotion_classifier").predictor

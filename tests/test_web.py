@@ -16,9 +16,9 @@ import pytest
 from live_server import serving
 from fastapi.testclient import TestClient
 
-from spacy_emotion.inference import build_pipeline, classify_one
+from spacy_emotion.serving.classify import build_pipeline, classify_one
 from spacy_emotion.labels import LABELS
-from spacy_emotion.serve import STATIC_DIR, create_app
+from spacy_emotion.serving.rest import STATIC_DIR, create_app
 
 CHROMIUM = os.environ.get("SPACY_EMOTION_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -8,7 +8,7 @@ all-MiniLM-L6-v2 (same layers, widths and vocabulary) with RANDOM weights
 travel; for speed and memory the weights don't matter, for labels and
 accuracy they do: figures measured on it are speed and memory only.
 WORK/corpus: train.spacy, dev.spacy and test.spacy from the carried .jsonl
-splits (spacy_emotion.corpus.convert; --limit N keeps N examples per split).
+splits (spacy_emotion.training.corpus.convert; --limit N keeps N examples per split).
 """
 import argparse
 import shutil
@@ -53,7 +53,7 @@ def main() -> None:
           f"vocab {config.vocab_size} (tokenizer {len(tok)}), {n_params / 1e6:.1f} M parameters, {time.perf_counter() - started:.1f} s")
     print(f"[prep] {NOTE}")
 
-    from spacy_emotion.corpus import convert
+    from spacy_emotion.training.corpus import convert
 
     started = time.perf_counter()
     convert(out / "corpus", source=str(args.data), limit=args.limit)

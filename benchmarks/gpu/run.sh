@@ -134,7 +134,7 @@ import spacy, spacy_transformers  # noqa: F401
 mine = [f"{g}:{e.name}" for g in ("spacy_factories", "spacy_architectures", "spacy_loggers")
         for e in md.entry_points(group=g) if e.value.startswith("spacy_emotion")]
 print("entry points:", ", ".join(mine))
-assert spacy.registry.architectures.get("spacy_emotion.TransformerModel.v1").__module__ == "spacy_emotion.backbone"
+assert spacy.registry.architectures.get("spacy_emotion.TransformerModel.v1").__module__ == "spacy_emotion.training.backbone"
 assert spacy.blank("en").has_factory("emotion_classifier")
 import spacy_emotion
 print(f"spacy_emotion from {spacy_emotion.__file__}")

@@ -1,3 +1,3 @@
 """The `spacy-emotion` command line (also `python -m spacy_emotion`)."""
-from ._util import app  # noqa: F401
-from . import analysis, annotate, convert, evaluate, predict, serve, train  # noqa: F401  registers the commands
+from .app import app  # noqa: F401
+from . import annotate, convert, evaluate, predict, reports, serve, train  # noqa: F401  registers the commands

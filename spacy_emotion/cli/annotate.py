@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from .app import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -43,7 +43,7 @@ def annotate_cli(
     the errors file); 2 bad arguments, input or checkpoint (nothing done);
     130 interrupted (rerun to resume).
     """
-    from ..annotate import AnnotateError, Job, annotate, check_job
+    from ..serving.annotate_files import AnnotateError, Job, annotate, check_job
 
     text_key = text_column if input_path.suffix.lower() == ".csv" else text_field
     if input_path.suffix.lower() == ".csv" and text_field != "text":
@@ -60,7 +60,7 @@ def annotate_cli(
         msg.fail(str(err), exits=EXIT_BAD_JOB)
     if resume is not None:
         msg.info(f"Resuming after row {resume.rows:,} (input line {resume.line:,}) from {job.checkpoint}")
-    from ..inference import set_cpu_threads
+    from ..serving.classify import set_cpu_threads
 
     set_cpu_threads(threads)
     nlp = _load(model, threshold, gpu_id, speed_config(runtime, quantize))
@@ -83,7 +83,7 @@ def annotate_cli(
 
 
 def _load(model: str, threshold: float, gpu_id: int, speed: dict):
-    from ..inference import build_pipeline
+    from ..serving.classify import build_pipeline
 
     try:
         return build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)

@@ -5,9 +5,9 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ..corpus import convert
-from ..data import DataError
-from ._util import app
+from ..training.corpus import convert
+from ..training.dataset import DataError
+from .app import app
 
 
 @app.command("convert")

@@ -6,8 +6,8 @@ import srsly
 import typer
 from wasabi import msg
 
-from ..metrics import compute_metrics, predict_corpus, predicted_labels, write_predictions
-from ._util import app
+from ..training.metrics import compute_metrics, predict_corpus, predicted_labels, write_predictions
+from .app import app
 
 
 @app.command("evaluate")

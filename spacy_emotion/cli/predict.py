@@ -7,7 +7,7 @@ import typer
 from wasabi import msg
 
 from ..labels import LABELS
-from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
+from .app import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, speed_config
 
 BAR_WIDTH = 30
 
@@ -53,8 +53,8 @@ def predict_cli(
 
     Exit codes: 0 done; 2 nothing done (bad arguments, or the model can't be loaded).
     """
-    from ..inference import build_pipeline, classify
-    from ..util import invalid_text
+    from ..serving.classify import build_pipeline, classify
+    from ..texts import invalid_text
 
     texts = [sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if text == "-" else text for text in texts]
     for i, text in enumerate(texts, start=1):

@@ -2,9 +2,9 @@
 import typer
 from wasabi import msg
 
-from ._util import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, require_extra, speed_config
+from .app import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, require_extra, speed_config
 
-# the defaults live in spacy_emotion.serve; repeated here so `--help` can show them without importing FastAPI
+# the defaults live in spacy_emotion.serving.rest; repeated here so `--help` can show them without importing FastAPI
 MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
 
 
@@ -28,7 +28,7 @@ def serve_cli(
 ) -> None:
     """Serve POST /predict, POST /predict/batch, GET /health, GET /labels, /docs and the web page at /."""
     require_extra("serve", "fastapi", "uvicorn", "pydantic")
-    from ..serve import create_app, is_loopback, run
+    from ..serving.rest import create_app, is_loopback, run
 
     try:
         api = create_app(

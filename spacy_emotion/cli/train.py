@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 import typer
 from wasabi import msg
 
-from ._util import app
+from .app import app
 
 
 def last_step(training: Dict[str, Any], n_train: int) -> Optional[int]:

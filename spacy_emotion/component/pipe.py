@@ -47,7 +47,7 @@ from spacy.training import Example, validate_examples
 from spacy.util import minibatch, registry
 from thinc.api import Config
 
-from .labels import LABELS
+from ..labels import LABELS
 from .predictors import Predictor, from_directory, load_predictor, predictor_from_bytes, predictor_to_bytes
 from .speed import SpeedOptions
 

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .labels import LABELS  # noqa: E402
+from ..labels import LABELS  # noqa: E402
 
 DPI = 100
 """Dots per inch of every PNG: a figure of SIZES[kind] inches is (w*DPI, h*DPI) pixels."""

@@ -49,9 +49,9 @@ from typing import Any, BinaryIO, Callable, Dict, Generator, Iterator, List, Opt
 
 from spacy.language import Language
 
-from .inference import classify
-from .util import invalid_text
-from .labels import LABELS
+from .classify import classify
+from ..texts import invalid_text
+from ..labels import LABELS
 
 INPUT_FORMATS = ("txt", "jsonl", "csv")
 OUTPUT_FORMATS = ("jsonl", "csv")

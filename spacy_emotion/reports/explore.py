@@ -12,8 +12,8 @@ import numpy as np
 import srsly
 
 from . import plots
-from .data import Split
-from .labels import LABELS
+from ..training.dataset import Split
+from ..labels import LABELS
 
 EXPLORE_DIR = "explore"
 """Sub-folder of the reports folder for the exploration outputs."""

@@ -10,7 +10,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .labels import LABELS
+from ..labels import LABELS
 
 COMPONENT = "emotion_classifier"
 

@@ -38,7 +38,7 @@ import spacy
 import srsly
 
 from .fast_path import BatchedTextcat
-from .labels import LABELS, normalize
+from ..labels import LABELS, normalize
 from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """`spacy-emotion explore | baseline | embeddings | analyze | report`: the analysis reports.
 
-Thin wrappers over spacy_emotion.explore, .baseline, .embedding_map,
+Thin wrappers over spacy_emotion.reports.explore, .baseline, .embedding_map,
 .analysis and .report; every command takes `--limit` for a smoke run, and
 those that read the dataset take `--skip-invalid` as `convert` does.
 """
@@ -10,10 +10,10 @@ from typing import Dict, Optional
 import typer
 from wasabi import msg
 
-from ..backbone import DEFAULT_BACKBONE
-from ..corpus import load_data
-from ..data import DataError, Split
-from ._util import app, require_extra
+from ..training.backbone import DEFAULT_BACKBONE
+from ..training.corpus import load_data
+from ..training.dataset import DataError, Split
+from .app import app, require_extra
 
 DATA_HELP = "'auto' (the Hub, else --fallback), 'hub', or a local folder"
 FALLBACK_HELP = "Local data folder used by 'auto' when the Hub is unreachable"
@@ -49,8 +49,8 @@ def explore_cli(
 ) -> None:
     """Class distribution and words-per-text plots of each split, and length statistics."""
     require_extra("reports", "matplotlib")
-    from ..explore import explore
-    from ..features import load_backbone
+    from ..reports.explore import explore
+    from ..reports.features import load_backbone
 
     splits = _splits(data, fallback, limit, seed, skip_invalid)
     loaded = load_backbone(backbone, with_model=False)
@@ -77,7 +77,7 @@ def baseline_cli(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features"),
 ) -> None:
     """Logistic regression on frozen embeddings and a majority-class dummy, compared with the trained pipelines."""
-    from ..baseline import run_baselines
+    from ..reports.baseline import run_baselines
 
     splits = _splits(data, fallback, limit, seed, skip_invalid)
     texts = {name: [eg.text for eg in s.examples] for name, s in splits.items()}
@@ -114,8 +114,8 @@ def embeddings_cli(
 ) -> None:
     """UMAP map of the frozen backbone's train embeddings, one hexbin panel per emotion."""
     require_extra("reports", "matplotlib", "umap")
-    from ..embedding_map import embedding_map
-    from ..features import POOLINGS, embed_splits
+    from ..reports.embedding_map import embedding_map
+    from ..reports.features import POOLINGS, embed_splits
 
     if pooling not in POOLINGS:
         msg.fail(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}", exits=1)
@@ -139,7 +139,7 @@ def analyze_cli(
 ) -> None:
     """Confusion matrix, per-class scores, highest-loss errors and calibration of a model's test predictions."""
     require_extra("reports", "matplotlib")
-    from ..analysis import analyze_predictions
+    from ..reports.analysis import analyze_predictions
 
     try:
         result = analyze_predictions(predictions, output_dir, name, top_n, bins, limit, seed)
@@ -160,7 +160,7 @@ def report_cli(
     metrics_dir: Path = typer.Option(Path("metrics"), "--metrics-dir", help="Folder of trf.json / bow.json, to refresh the comparison"),
 ) -> None:
     """One self-contained HTML page and a markdown summary of all the reports of a config."""
-    from ..report import build_report
+    from ..reports.html_report import build_report
 
     try:
         paths = build_report(reports_dir, config, metrics_dir)

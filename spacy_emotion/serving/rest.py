@@ -8,7 +8,7 @@ Endpoints (OpenAPI docs at ``/docs``):
   -> ``{"results": [...]}`` in the order of ``texts``.
 * ``GET /health``: model loaded, versions, limits, batching statistics.
 * ``GET /labels``: the six labels in model order.
-* ``GET /``: the web page (``spacy_emotion/static``).
+* ``GET /``: the web page (``spacy_emotion/serving/static``).
 
 Limits (413 beyond, checked before the model runs): ``max_chars`` characters
 per text (default :data:`DEFAULT_MAX_CHARS`), ``max_batch`` texts per batch
@@ -44,8 +44,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from spacy.language import Language
 
-from .inference import build_pipeline, classify, model_info, set_cpu_threads
-from .util import invalid_text
+from .classify import build_pipeline, classify, model_info, set_cpu_threads
+from ..texts import invalid_text
 
 DEFAULT_MAX_CHARS = 10_000
 """Characters per text. dair-ai/emotion texts are under 300; 10,000 fits a
@@ -302,7 +302,7 @@ def create_app(
         (`runtime`, `quantize`, ...) for `inference.build_pipeline`.
     RETURNS (FastAPI): the app; run it with uvicorn.
     """
-    from . import __version__
+    from .. import __version__
 
     nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
     info = model_info(nlp)

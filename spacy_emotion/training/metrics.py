@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .labels import LABELS, normalize
+from ..labels import LABELS, normalize
 
 
 def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict[str, Any]:
@@ -64,7 +64,7 @@ def predict_corpus(model: str, corpus: Path, batch_size: int = 64):
     from spacy.tokens import DocBin
     from tqdm import tqdm
 
-    from .predictors import load_predictor
+    from ..component.predictors import load_predictor
 
     predictor = load_predictor(str(model))
     nlp = spacy.blank("en")

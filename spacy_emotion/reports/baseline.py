@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import srsly
 
-from .metrics import compute_metrics
+from ..training.metrics import compute_metrics
 
 BASELINE_FILE = "baseline.json"
 """The baselines' scores in the reports folder; `write_comparison` reads it."""

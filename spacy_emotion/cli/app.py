@@ -6,7 +6,7 @@ from typing import Any, Dict
 import typer
 from wasabi import msg
 
-from ..speed import QUANTIZE_MODES, RUNTIMES
+from ..component.speed import QUANTIZE_MODES, RUNTIMES
 
 app = typer.Typer(
     name="spacy-emotion",

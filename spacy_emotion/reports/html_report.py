@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 
-from .data import SPLITS
-from .labels import LABELS
-from .util import markdown_cell
+from ..training.dataset import SPLITS
+from ..labels import LABELS
+from .markdown import markdown_cell
 
 Table = Tuple[List[str], List[List[str]]]
 

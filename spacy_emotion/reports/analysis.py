@@ -23,10 +23,10 @@ import numpy as np
 import srsly
 
 from . import plots
-from .data import sample
-from .labels import LABEL_TO_ID, LABELS
-from .metrics import compute_metrics, predicted_labels, read_predictions
-from .util import markdown_cell
+from ..training.dataset import sample
+from ..labels import LABEL_TO_ID, LABELS
+from ..training.metrics import compute_metrics, predicted_labels, read_predictions
+from .markdown import markdown_cell
 
 EPS = float(np.finfo(np.float64).eps)
 """Probabilities are clipped to [EPS, 1] before taking logs: the float64

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .backbone import DEFAULT_BACKBONE, resolve_backbone
+from ..training.backbone import DEFAULT_BACKBONE, resolve_backbone
 
 POOLINGS = ("mean", "cls")
 """The pooled vectors computed for each text: mean over tokens, and the first ([CLS]) token."""

@@ -6,8 +6,8 @@ import spacy
 from spacy.tokens import DocBin
 from wasabi import msg
 
-from .data import Example, Split, load_splits, sample
-from .labels import LABELS
+from .dataset import Example, Split, load_splits, sample
+from ..labels import LABELS
 
 CORPUS_FILES = {"train": "train.spacy", "validation": "dev.spacy", "test": "test.spacy"}
 """The DocBin written for each split; validation becomes the dev corpus."""
