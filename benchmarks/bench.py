@@ -29,7 +29,8 @@ transformer component's Hugging Face model, 1:1. The textcat reads the first
 token's vector and the mean of the token vectors, which no AutoModelForSequenceClassification
 head does, so B's head is the architecture's own (BERT: tanh pooler on [CLS]
 from the backbone, then a Linear), with the textcat's output weights copied
-into its last Linear where the shapes match (they don't for first token + mean). B and C are there for speed: their labels are not those of
+into its last Linear where the shapes match (they don't for first token + mean).
+B and C are there for speed: their labels are not those of
 a trained model, and their accuracy is printed only as a check that they ran.
 
     python benchmarks/bench.py --model training/trf/model-best \\
@@ -39,6 +40,7 @@ writes benchmarks/results.json and benchmarks/results.md. See
 benchmarks/RESULTS.md for the commands and the recorded runs. No number in
 this file is a target that anything asserts.
 """
+
 import argparse
 import json
 import math
@@ -98,7 +100,10 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
 }
 REFERENCE_VARIANT = "as-trained"
-DEFAULT_VARIANTS = "as-trained,default,no-fast-path,float32,no-sort,no-inference-mode,threads1,int8,bf16,bf16-full,autocast-bf16,onnx,onnx-int8"
+DEFAULT_VARIANTS = (
+    "as-trained,default,no-fast-path,float32,no-sort,no-inference-mode,threads1,"
+    "int8,bf16,bf16-full,autocast-bf16,onnx,onnx-int8"
+)
 GPU_VARIANTS = "as-trained,default,no-fast-path,batch-tokens-4096,bf16-full,autocast-bf16,autocast-fp16"
 MAX_ACCURACY_LOSS = 0.5  # points of test accuracy a speed setting may cost
 
@@ -222,7 +227,9 @@ def export_hf_checkpoint(model_dir: Path, out: Path) -> Dict[str, Any]:
     trf_name = next((n for n, f in factories.items() if f == "transformer"), None)
     tc_name = next((n for n, f in factories.items() if f == "textcat"), None)
     if trf_name is None or tc_name is None:
-        raise SystemExit(f"{model_dir}: B needs a transformer + textcat pipeline (configs/trf.cfg), got {nlp.pipe_names}")
+        raise SystemExit(
+            f"{model_dir}: B needs a transformer + textcat pipeline (configs/trf.cfg), got {nlp.pipe_names}"
+        )
     trf = nlp.get_pipe(trf_name)
     encoder = trf.model.layers[0].shims[0]._model
     tokenizer = trf.model.tokenizer
@@ -237,7 +244,9 @@ def export_hf_checkpoint(model_dir: Path, out: Path) -> Dict[str, Any]:
     missing, unexpected = model.base_model.load_state_dict(encoder.state_dict(), strict=False)
     if unexpected or [k for k in missing if "pooler" not in k]:
         raise SystemExit(f"Exporting the encoder failed: missing {missing}, unexpected {unexpected}")
-    head = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(labels)]
+    head = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(labels)
+    ]
     softmax = [node for node in nlp.get_pipe(tc_name).model.walk() if node.name == "softmax" and node.has_param("W")]
     copied = False
     if head and softmax:
@@ -251,14 +260,20 @@ def export_hf_checkpoint(model_dir: Path, out: Path) -> Dict[str, Any]:
     out = Path(out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    head_modules = sorted({n.split(".")[0] for n, _ in model.named_modules() if n and not n.startswith(model.base_model_prefix)})
+    head_modules = sorted(
+        {n.split(".")[0] for n, _ in model.named_modules() if n and not n.startswith(model.base_model_prefix)}
+    )
     pooler = getattr(model.base_model, "pooler", None) is not None and not missing
     head_words = (
         f"{type(model).__name__}: encoder = the pipeline's transformer weights, 1:1"
         + (" (with the backbone's [CLS] pooler)" if pooler else "")
         + f"; head = the architecture's own ({', '.join(head_modules)}), "
-        + ("its last Linear holding the textcat's output weights (trained on token vectors pooled by the textcat, not on this input)"
-           if copied else "randomly initialised (seed 0)")
+        + (
+            "its last Linear holding the textcat's output weights (trained on token vectors pooled by the "
+            "textcat, not on this input)"
+            if copied
+            else "randomly initialised (seed 0)"
+        )
         + ". Speed only: its labels are not a trained model's."
     )
     return {
@@ -396,8 +411,12 @@ def time_split(runner: "SpacyRunner", texts: List[str], device: str) -> Dict[str
         for handle in handles:
             handle.remove()
     n = len(texts)
-    return {"total": 1000 * total / n, "forward": 1000 * spent["forward"] / n,
-            "other": 1000 * (total - spent["forward"]) / n, "forward_calls": spent["calls"]}
+    return {
+        "total": 1000 * total / n,
+        "forward": 1000 * spent["forward"] / n,
+        "other": 1000 * (total - spent["forward"]) / n,
+        "forward_calls": spent["calls"],
+    }
 
 
 def import_libraries(system: str) -> None:
@@ -504,8 +523,11 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
     }
     if split:
         result["time_split_ms_per_doc"] = split
-        log(name, f"time per doc: {split['total']:.3f} ms, of which the transformer's forward pass {split['forward']:.3f} ms "
-                  f"({100 * split['forward'] / split['total']:.0f} %), the rest {split['other']:.3f} ms")
+        log(
+            name,
+            f"time per doc: {split['total']:.3f} ms, of which the transformer's forward pass {split['forward']:.3f} ms "
+            f"({100 * split['forward'] / split['total']:.0f} %), the rest {split['other']:.3f} ms",
+        )
 
     # single-text latency
     if job["latency"]:
@@ -516,7 +538,12 @@ def run_inference_job(job: Dict[str, Any]) -> Dict[str, Any]:
             t0 = time.perf_counter()
             runner.one(text)
             times.append((time.perf_counter() - t0) * 1000)
-        result["latency_ms"] = {"n": len(times), "p50": percentile(times, 50), "p95": percentile(times, 95), "mean": statistics.mean(times)}
+        result["latency_ms"] = {
+            "n": len(times),
+            "p50": percentile(times, 50),
+            "p95": percentile(times, 95),
+            "mean": statistics.mean(times),
+        }
         log(name, f"latency p50 {result['latency_ms']['p50']:.2f} ms, p95 {result['latency_ms']['p95']:.2f} ms")
 
     # the stream: RSS at rss_from docs and at the end (and every 10 % for the curve)
@@ -587,7 +614,12 @@ def throughput(times: List[float], sizes: List[int], warmup: int, steps: int) ->
     """Examples/s of steps warmup..steps-1 (times[s]: when step s began)."""
     seconds = times[steps] - times[warmup]
     examples = sum(sizes[warmup:steps])
-    return {"steps_timed": steps - warmup, "examples": examples, "seconds": seconds, "examples_per_s": examples / seconds}
+    return {
+        "steps_timed": steps - warmup,
+        "examples": examples,
+        "seconds": seconds,
+        "examples_per_s": examples / seconds,
+    }
 
 
 def run_spacy_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -627,7 +659,13 @@ def run_spacy_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     with open(os.devnull, "w") as quiet:
         train_nlp(nlp, None, use_gpu=gpu, stdout=quiet, stderr=sys.stderr)
     result = throughput(_STEP_TIMES, _BATCH_SIZES, warmup, steps)
-    result.update({"trainer": "spacy train configs/trf.cfg", "mixed_precision": job["mixed_precision"], "peak_rss_mb": peak_rss_mb()})
+    result.update(
+        {
+            "trainer": "spacy train configs/trf.cfg",
+            "mixed_precision": job["mixed_precision"],
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    )
     if gpu >= 0:
         import torch
 
@@ -672,7 +710,9 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
             break
         batch = [data[(step * bs + i) % len(data)] for i in range(bs)]
         sizes.append(len(batch))
-        enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=512, return_tensors="pt").to(device)
+        enc = tokenizer([t for t, _ in batch], padding=True, truncation=True, max_length=512, return_tensors="pt").to(
+            device
+        )
         gold = torch.tensor([y for _, y in batch], device=device)
         with torch.autocast(device_type=device, dtype=torch.float16, enabled=mixed):
             hidden = encoder(**enc).last_hidden_state
@@ -744,12 +784,18 @@ def machine_info(device: str) -> Dict[str, Any]:
     """What the numbers were measured on."""
     from importlib.metadata import PackageNotFoundError, version
 
-    info: Dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    info: Dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
         info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), "")
         flags = next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), [])
-        info["cpu_flags"] = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"))
+        info["cpu_flags"] = sorted(
+            f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+        )
         mem = next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
         info["memory_gb"] = round(int(mem.split()[1]) / 2**20, 1)
     except (OSError, StopIteration):
@@ -779,8 +825,12 @@ def git_commit() -> str:
     if os.environ.get("SPACY_EMOTION_COMMIT"):
         return os.environ["SPACY_EMOTION_COMMIT"]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -838,12 +888,15 @@ def markdown(results: Dict[str, Any]) -> str:
         "",
         f"- date: {meta['date']}",
         f"- machine: {m.get('cpu', '')} ({m.get('cpu_count')} CPUs, {', '.join(m.get('cpu_flags', []))}), "
-        f"{m.get('memory_gb', '?')} GB, {m.get('platform')}" + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        f"{m.get('memory_gb', '?')} GB, {m.get('platform')}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
         + f"; load average at start {m.get('load_average_at_start')}",
-        f"- versions: torch {m.get('torch')}, transformers {m.get('transformers')}, spacy {m.get('spacy')}, spacy-transformers {m.get('spacy-transformers')}",
+        f"- versions: torch {m.get('torch')}, transformers {m.get('transformers')}, spacy {m.get('spacy')}, "
+        f"spacy-transformers {m.get('spacy-transformers')}",
         f"- commit: {meta['commit']}",
         f"- command: `{meta['command']}`",
-        f"- model: {meta['model']}; device {meta['device']}; {meta['test_texts']} test texts; batch size {meta['batch_size']}; "
+        f"- model: {meta['model']}; device {meta['device']}; {meta['test_texts']} test texts; batch size "
+        f"{meta['batch_size']}; "
         f"{meta['repeats']} timed runs (median) after a warm-up run; latency over {meta['latency']} single texts",
         f"- stream: {meta['stream']} docs (test texts repeated, shuffled); C-default: {meta['stream_c']} docs",
         f"- B: {meta['B']['head']}",
@@ -856,34 +909,52 @@ def markdown(results: Dict[str, Any]) -> str:
         f"training spacy/plain loop = {fmt(head.get('train_spacy_over_torch'), 2)}x.",
     ]
     if head.get("best_variant"):
-        lines.append(f"Fastest setting within {MAX_ACCURACY_LOSS} accuracy points: **{head['best_variant']}** "
-                     f"`{json.dumps(head['best_variant_options'])}` = {fmt(head.get('best_variant_over_B'), 2)}x B.")
+        lines.append(
+            f"Fastest setting within {MAX_ACCURACY_LOSS} accuracy points: **{head['best_variant']}** "
+            f"`{json.dumps(head['best_variant_options'])}` = {fmt(head.get('best_variant_over_B'), 2)}x B."
+        )
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {k} | {'–' if v is None else ('yes' if v else 'no')} |" for k, v in head["targets"].items()]
     lines += [
         "",
         "## Inference",
         "",
-        "| system | docs/s | words/s | stream docs/s | latency p50 ms | p95 ms | load s | peak RSS MB | RSS growth % (docs) | accuracy |",
+        "| system | docs/s | words/s | stream docs/s | latency p50 ms | p95 ms | load s | peak RSS MB | RSS "
+        "growth % (docs) | accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["systems"].items():
         stream = r.get("stream") or {}
         lat = r.get("latency_ms") or {}
-        growth = f"{fmt(stream.get('rss_growth_pct'), 2)} ({stream.get('rss_from_docs')}→{stream.get('rss_to_docs')})" if stream else "–"
+        growth = (
+            f"{fmt(stream.get('rss_growth_pct'), 2)} ({stream.get('rss_from_docs')}→{stream.get('rss_to_docs')})"
+            if stream
+            else "–"
+        )
         lines.append(
-            f"| {name} | {fmt(r['test']['docs_per_s'])} | {fmt(r['test']['words_per_s'], 0)} | {fmt(stream.get('docs_per_s'))} | "
-            f"{fmt(lat.get('p50'), 2)} | {fmt(lat.get('p95'), 2)} | {fmt(r['load_s'], 2)} | {fmt(r['peak_rss_mb'], 0)} | {growth} | "
+            f"| {name} | {fmt(r['test']['docs_per_s'])} | {fmt(r['test']['words_per_s'], 0)} | "
+            f"{fmt(stream.get('docs_per_s'))} | "
+            f"{fmt(lat.get('p50'), 2)} | {fmt(lat.get('p95'), 2)} | {fmt(r['load_s'], 2)} | "
+            f"{fmt(r['peak_rss_mb'], 0)} | {growth} | "
             f"{fmt(100 * r['accuracy'], 2)}{'' if name.startswith('A') else '*'} |"
         )
     lines.append("")
     lines.append("\\* B and C: not a trained head (see B above); accuracy only shows they ran.")
     splits = {n: r["time_split_ms_per_doc"] for n, r in results["systems"].items() if r.get("time_split_ms_per_doc")}
     if splits:
-        lines += ["", "Where A's time goes (one more run over the test texts, the transformer's forward calls timed by torch hooks):", "",
-                  "| system | ms per doc | forward pass ms | rest ms | forward share | forward calls |", "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {n} | {fmt(t['total'], 3)} | {fmt(t['forward'], 3)} | {fmt(t['other'], 3)} | "
-                  f"{fmt(100 * t['forward'] / t['total'], 0)} % | {t['forward_calls']} |" for n, t in splits.items()]
+        lines += [
+            "",
+            "Where A's time goes (one more run over the test texts, the transformer's forward calls timed by "
+            "torch hooks):",
+            "",
+            "| system | ms per doc | forward pass ms | rest ms | forward share | forward calls |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {n} | {fmt(t['total'], 3)} | {fmt(t['forward'], 3)} | {fmt(t['other'], 3)} | "
+            f"{fmt(100 * t['forward'] / t['total'], 0)} % | {t['forward_calls']} |"
+            for n, t in splits.items()
+        ]
     if any("gpu_peak_mb" in r for r in results["systems"].values()):
         lines += ["", "| system | GPU peak MB |", "|---|---:|"]
         lines += [f"| {n} | {fmt(r.get('gpu_peak_mb'), 0)} |" for n, r in results["systems"].items()]
@@ -893,29 +964,45 @@ def markdown(results: Dict[str, Any]) -> str:
             "",
             "## Speed settings of emotion_classifier (A-component)",
             "",
-            f"Accuracy change and label agreement against **{ref}**" + (" (the model as trained: float32, the pipeline's own batches)." if ref == REFERENCE_VARIANT else "."),
+            f"Accuracy change and label agreement against **{ref}**"
+            + (" (the model as trained: float32, the pipeline's own batches)." if ref == REFERENCE_VARIANT else "."),
             "",
-            f"| setting | options | Linear layers | docs/s | x {ref} | x B | latency p50 ms | load s | peak RSS MB | accuracy | Δ accuracy (points) | agreement with {ref} | ≤ {MAX_ACCURACY_LOSS} pt |",
+            f"| setting | options | Linear layers | docs/s | x {ref} | x B | latency p50 ms | load s | peak "
+            f"RSS MB | accuracy | Δ accuracy (points) | agreement with {ref} | ≤ {MAX_ACCURACY_LOSS} pt |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         base = results["variants"].get(ref, {}).get("test", {}).get("docs_per_s")
         for name, r in results["variants"].items():
             lines.append(
-                f"| {name} | `{json.dumps(r['options'])}` | {r.get('linear_format', '–')} | {fmt(r['test']['docs_per_s'])} | {fmt(ratio(r['test']['docs_per_s'], base), 2)} | "
-                f"{fmt(ratio(r['test']['docs_per_s'], docs_per_s(results['systems'], 'B')), 2)} | {fmt((r.get('latency_ms') or {}).get('p50'), 2)} | "
-                f"{fmt(r.get('load_s'), 2)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(100 * r['accuracy'], 2)} | {fmt(r.get('accuracy_delta_points'), 2)} | "
-                f"{fmt(100 * r['agreement'], 2) if r.get('agreement') is not None else '–'} % | {'yes' if r.get('accuracy_ok') else 'no'} |"
+                f"| {name} | `{json.dumps(r['options'])}` | {r.get('linear_format', '–')} | "
+                f"{fmt(r['test']['docs_per_s'])} | {fmt(ratio(r['test']['docs_per_s'], base), 2)} | "
+                f"{fmt(ratio(r['test']['docs_per_s'], docs_per_s(results['systems'], 'B')), 2)} | "
+                f"{fmt((r.get('latency_ms') or {}).get('p50'), 2)} | "
+                f"{fmt(r.get('load_s'), 2)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(100 * r['accuracy'], 2)} | "
+                f"{fmt(r.get('accuracy_delta_points'), 2)} | "
+                f"{fmt(100 * r['agreement'], 2) if r.get('agreement') is not None else '–'} % | "
+                f"{'yes' if r.get('accuracy_ok') else 'no'} |"
             )
     if results["training"]:
-        lines += ["", "## Training throughput", "", "| precision | spacy train ex/s | plain loop ex/s | spacy/plain | epoch s (spacy) | epoch s (plain) |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Training throughput",
+            "",
+            "| precision | spacy train ex/s | plain loop ex/s | spacy/plain | epoch s (spacy) | epoch s (plain) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for precision, t in results["training"].items():
             lines.append(
-                f"| {precision} | {fmt(t['spacy']['examples_per_s'])} | {fmt(t['torch']['examples_per_s'])} | {fmt(t.get('ratio'), 2)} | "
+                f"| {precision} | {fmt(t['spacy']['examples_per_s'])} | {fmt(t['torch']['examples_per_s'])} | "
+                f"{fmt(t.get('ratio'), 2)} | "
                 f"{fmt(t.get('epoch_s_spacy'), 0)} | {fmt(t.get('epoch_s_torch'), 0)} |"
             )
         lines.append("")
-        lines.append(f"{meta['train_steps']} steps of batch {meta['train_batch_size']}, the first {meta['train_warmup']} not timed; "
-                     f"epoch = {meta['train_examples']} training examples at that rate.")
+        lines.append(
+            f"{meta['train_steps']} steps of batch {meta['train_batch_size']}, the first "
+            f"{meta['train_warmup']} not timed; "
+            f"epoch = {meta['train_examples']} training examples at that rate."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -924,18 +1011,38 @@ def markdown(results: Dict[str, Any]) -> str:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="training/trf/model-best", help="the trained trf pipeline (directory or package)")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the test (and train) split")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="training/trf/model-best", help="the trained trf pipeline (directory or package)"
+    )
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data" / "emotion"),
+        help="dataset folder with the test (and train) split",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder for results.json and results.md")
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated, of {', '.join(SYSTEMS)}")
-    parser.add_argument("--variants", default=None, help=f"emotion_classifier settings to measure, of {', '.join(VARIANTS)}; 'none' for none "
-                        f"(default: {DEFAULT_VARIANTS}; with --gpu {GPU_VARIANTS})")
-    parser.add_argument("--stream", type=int, default=100000, help="docs in the stream (test texts repeated, shuffled); 0: no stream")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"emotion_classifier settings to measure, of {', '.join(VARIANTS)}; 'none' for none "
+        f"(default: {DEFAULT_VARIANTS}; with --gpu {GPU_VARIANTS})",
+    )
+    parser.add_argument(
+        "--stream", type=int, default=100000, help="docs in the stream (test texts repeated, shuffled); 0: no stream"
+    )
     parser.add_argument("--stream-c", type=int, default=20000, help="docs in C-default's stream (batch size 1 is slow)")
-    parser.add_argument("--variant-stream", type=int, default=0, help="docs in each setting's stream (0: test texts only)")
-    parser.add_argument("--rss-from", type=int, default=10000, help="RSS growth is measured from this many streamed docs to the end")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs over the test texts (median), after a warm-up run")
+    parser.add_argument(
+        "--variant-stream", type=int, default=0, help="docs in each setting's stream (0: test texts only)"
+    )
+    parser.add_argument(
+        "--rss-from", type=int, default=10000, help="RSS growth is measured from this many streamed docs to the end"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs over the test texts (median), after a warm-up run"
+    )
     parser.add_argument("--latency", type=int, default=200, help="single texts timed for latency; 0: none")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test texts (0: all)")
@@ -943,7 +1050,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-steps", type=int, default=40, help="training steps per trainer; 0: skip training")
     parser.add_argument("--train-warmup", type=int, default=5, help="first steps not timed")
-    parser.add_argument("--train-corpus", default=None, help="folder with train.spacy and dev.spacy (default: converted from --data)")
+    parser.add_argument(
+        "--train-corpus", default=None, help="folder with train.spacy and dev.spacy (default: converted from --data)"
+    )
     parser.add_argument("--config", default=str(ROOT / "configs" / "trf.cfg"))
     parser.add_argument("--backbone", default=None, help="backbone for training (default: the model's own)")
     parser.add_argument("--export-dir", default=None, help="where B's checkpoint goes (default: a temporary folder)")
@@ -964,7 +1073,10 @@ def check_gpu() -> None:
     try:
         import cupy  # noqa: F401
     except ImportError:
-        raise SystemExit("--gpu: spaCy runs on the GPU through CuPy; install the CuPy build for your CUDA (e.g. pip install cupy-cuda12x).")
+        raise SystemExit(
+            "--gpu: spaCy runs on the GPU through CuPy; install the CuPy build for your CUDA (e.g. pip "
+            "install cupy-cuda12x)."
+        )
 
 
 def model_backbone(model: str) -> str:
@@ -999,12 +1111,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     unknown += [v for v in variant_names if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown system or setting: {', '.join(unknown)}")
-    if args.gpu and any(VARIANTS[v].get("quantize") == "int8" for v in variant_names):  # bf16 Linear layers run on a GPU too
+    if args.gpu and any(
+        VARIANTS[v].get("quantize") == "int8" for v in variant_names
+    ):  # bf16 Linear layers run on a GPU too
         raise SystemExit("--gpu: int8 dynamic quantization runs on the CPU only; leave int8 out of --variants")
     import spacy
 
     if not Path(args.model).exists() and not spacy.util.is_package(args.model):
-        raise SystemExit(f"--model {args.model}: no such pipeline. Train one (spacy project run train) or pass its folder.")
+        raise SystemExit(
+            f"--model {args.model}: no such pipeline. Train one (spacy project run train) or pass its folder."
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -1021,7 +1137,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine_info(device),
             "commit": git_commit(),
-            "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/bench.py"] + (sys.argv[1:] if argv is None else argv)),
+            "command": " ".join(
+                shlex.quote(a) for a in ["python", "benchmarks/bench.py"] + (sys.argv[1:] if argv is None else argv)
+            ),
             "model": str(args.model),
             "data": str(args.data),
             "device": device,
@@ -1036,9 +1154,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "B": export,
         }
         common = {
-            "kind": "inference", "model": str(args.model), "export": str(export_dir), "data": str(data_file),
-            "device": device, "batch_size": args.batch_size, "repeats": args.repeats, "latency": args.latency,
-            "threads": args.threads, "seed": args.seed, "rss_from": args.rss_from,
+            "kind": "inference",
+            "model": str(args.model),
+            "export": str(export_dir),
+            "data": str(data_file),
+            "device": device,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "latency": args.latency,
+            "threads": args.threads,
+            "seed": args.seed,
+            "rss_from": args.rss_from,
         }
         results: Dict[str, Any] = {"meta": meta, "systems": {}, "variants": {}, "training": {}}
         for system in systems:
@@ -1049,10 +1175,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             results["systems"][system] = result
 
         # the reference first: the others compare with it (accuracy change, label agreement)
-        reference = REFERENCE_VARIANT if REFERENCE_VARIANT in variant_names else (variant_names[0] if variant_names else None)
+        reference = (
+            REFERENCE_VARIANT if REFERENCE_VARIANT in variant_names else (variant_names[0] if variant_names else None)
+        )
         base_predictions: Optional[List[str]] = None
         for name in sorted(variant_names, key=lambda v: v != reference):
-            job = {**common, "name": f"setting-{name}", "system": "A-component", "options": VARIANTS[name], "stream": args.variant_stream}
+            job = {
+                **common,
+                "name": f"setting-{name}",
+                "system": "A-component",
+                "options": VARIANTS[name],
+                "stream": args.variant_stream,
+            }
             result = run_job(job, work)
             score(result, labels)
             predictions = result.pop("predictions")
@@ -1080,17 +1214,38 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
             n_train = len(DocBin().from_disk(corpus / "train.spacy"))
             train_common = {
-                "config": args.config, "train": str(corpus / "train.spacy"), "dev": str(corpus / "dev.spacy"),
-                "backbone": backbone, "steps": args.train_steps, "warmup": min(args.train_warmup, args.train_steps - 1),
-                "batch_size": 32, "device": device, "threads": args.threads,
+                "config": args.config,
+                "train": str(corpus / "train.spacy"),
+                "dev": str(corpus / "dev.spacy"),
+                "backbone": backbone,
+                "steps": args.train_steps,
+                "warmup": min(args.train_warmup, args.train_steps - 1),
+                "batch_size": 32,
+                "device": device,
+                "threads": args.threads,
             }
-            meta.update({"train_steps": args.train_steps, "train_warmup": train_common["warmup"], "train_batch_size": 32,
-                         "train_examples": n_train, "train_backbone": backbone})
-            for precision in (["fp32", "fp16-mixed"] if args.gpu else ["fp32"]):
+            meta.update(
+                {
+                    "train_steps": args.train_steps,
+                    "train_warmup": train_common["warmup"],
+                    "train_batch_size": 32,
+                    "train_examples": n_train,
+                    "train_backbone": backbone,
+                }
+            )
+            for precision in ["fp32", "fp16-mixed"] if args.gpu else ["fp32"]:
                 mixed = precision != "fp32"
                 row: Dict[str, Any] = {}
                 for kind in ("spacy", "torch"):
-                    row[kind] = run_job({**train_common, "kind": f"train-{kind}", "name": f"train-{kind}-{precision}", "mixed_precision": mixed}, work)
+                    row[kind] = run_job(
+                        {
+                            **train_common,
+                            "kind": f"train-{kind}",
+                            "name": f"train-{kind}-{precision}",
+                            "mixed_precision": mixed,
+                        },
+                        work,
+                    )
                 row["ratio"] = ratio(row["spacy"]["examples_per_s"], row["torch"]["examples_per_s"])
                 row["epoch_s_spacy"] = n_train / row["spacy"]["examples_per_s"]
                 row["epoch_s_torch"] = n_train / row["torch"]["examples_per_s"]

@@ -18,6 +18,7 @@ one after the other, on a free loopback port::
 Exit code: 0 when every request succeeded, 1 when some failed or the run hit
 ``--timeout``, 2 for bad arguments (e.g. a non-loopback URL).
 """
+
 import argparse
 import asyncio
 import json
@@ -150,9 +151,21 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [
-            sys.executable, "-m", "spacy_emotion", "serve", "--model", model, "--host", "127.0.0.1",
-            "--port", str(self.port), "--no-access-log", "--log-level", "warning",
-            "--batching" if batching else "--no-batching", *extra,
+            sys.executable,
+            "-m",
+            "spacy_emotion",
+            "serve",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--batching" if batching else "--no-batching",
+            *extra,
         ]
         self.startup_timeout = startup_timeout
         self.proc: Optional[subprocess.Popen] = None
@@ -198,15 +211,24 @@ def markdown(results: List[Dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="A running server on loopback, e.g. http://127.0.0.1:8000")
     target.add_argument("--model", help="Start `spacy-emotion serve --model MODEL` for each mode")
-    parser.add_argument("--modes", default="batching,no-batching", help="With --model: comma-separated batching, no-batching")
+    parser.add_argument(
+        "--modes", default="batching,no-batching", help="With --model: comma-separated batching, no-batching"
+    )
     parser.add_argument("--requests", type=int, default=2000, help="Requests per mode (default 2000)")
     parser.add_argument("--concurrency", type=int, default=32, help="Concurrent clients (default 32)")
     parser.add_argument("--timeout", type=float, default=600.0, help="Give up on a mode after this many seconds")
-    parser.add_argument("--server-arg", action="append", default=[], help="Extra `serve` argument (repeatable), e.g. --server-arg=--batch-wait-ms=5")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="Extra `serve` argument (repeatable), e.g. --server-arg=--batch-wait-ms=5",
+    )
     parser.add_argument("--json", dest="json_path", help="Also write the results as JSON to this file")
     parser.add_argument("--markdown", action="store_true", help="Print a Markdown table")
     args = parser.parse_args(argv)
@@ -215,7 +237,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = []
     try:
         if args.url:
-            results.append(asyncio.run(run_load(check_loopback(args.url), args.requests, args.concurrency, args.timeout)))
+            results.append(
+                asyncio.run(run_load(check_loopback(args.url), args.requests, args.concurrency, args.timeout))
+            )
         else:
             modes = [m.strip() for m in args.modes.split(",") if m.strip()]
             if not modes or set(modes) - {"batching", "no-batching"}:

@@ -7,7 +7,8 @@ settings are loaded into one process and take turns over the same texts,
 round after round (A B, then B A, ...). Each round gives a paired ratio B/A,
 which the machine's drift affects far less than it does two separate
 processes. The texts are the validation split's by default: choose a
-setting there, and report its test figure with `--split test` (or bench.py). Reported: the median docs/s of each, the paired ratios (median,
+setting there, and report its test figure with `--split test` (or bench.py).
+Reported: the median docs/s of each, the paired ratios (median,
 min, max), and how far B's probabilities and labels are from A's.
 
     python benchmarks/paired.py --model training/trf/model-best \\
@@ -17,6 +18,7 @@ Settings are the component's config keys as JSON (`{}`: its defaults).
 Nothing here is asserted: the numbers are for RESULTS.md, with the date,
 machine, commit and command the output file records.
 """
+
 import argparse
 import json
 import shlex
@@ -33,14 +35,24 @@ import bench  # noqa: E402  (read_split, machine_info, git_commit, log: one impl
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="training/trf/model-best", help="the trained pipeline (directory or package)")
-    parser.add_argument("--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the splits")
+    parser.add_argument(
+        "--model", default="training/trf/model-best", help="the trained pipeline (directory or package)"
+    )
+    parser.add_argument(
+        "--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the splits"
+    )
     parser.add_argument("--a", default='{"fast_path": false}', help="settings of A, JSON (the baseline)")
     parser.add_argument("--b", default="{}", help="settings of B, JSON (default: the component's defaults)")
-    parser.add_argument("--rounds", type=int, default=10, help="timed rounds; each times A and B once, in alternating order")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="timed rounds; each times A and B once, in alternating order"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--split", default="validation", choices=["validation", "test"],
-                        help="the texts timed: validation to choose a setting, test for the reported figure")
+    parser.add_argument(
+        "--split",
+        default="validation",
+        choices=["validation", "test"],
+        help="the texts timed: validation to choose a setting, test for the reported figure",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only the first N texts of the split (0: all)")
     parser.add_argument("--out", default=None, help="JSON file for the results (default: print only)")
     args = parser.parse_args(argv)
@@ -71,7 +83,8 @@ def scores(nlp, texts: List[str], batch_size: int):
 
 
 def accuracy_of(probabilities, gold: List[str]) -> float:
-    """The share of texts whose most probable label is the gold one (columns in label order, as `scores` writes them)."""
+    """The share of texts whose most probable label is the gold one (columns in label
+    order, as `scores` writes them)."""
     from sklearn.metrics import accuracy_score
 
     from spacy_emotion.training.metrics import predicted_labels
@@ -92,10 +105,12 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
     }
     texts, gold = bench.read_split(Path(args.data), args.limit, args.split)
     nlps = {"A": load(args.model, args.a, args.batch_size), "B": load(args.model, args.b, args.batch_size)}
-    first = {name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()}  # warm-up, and the scores compared
+    first = {
+        name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()
+    }  # warm-up, and the scores compared
     rates: Dict[str, List[float]] = {"A": [], "B": []}
     for round_ in range(args.rounds):
-        for name in ("AB" if round_ % 2 == 0 else "BA"):
+        for name in "AB" if round_ % 2 == 0 else "BA":
             start = time.perf_counter()
             scores(nlps[name], texts, args.batch_size)
             rates[name].append(len(texts) / (time.perf_counter() - start))
@@ -105,9 +120,24 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
     accuracy = {name: accuracy_of(first[name], gold) for name in first}
     return {
         "meta": {**meta, "texts": len(texts)},
-        "A": {"settings": args.a, "docs_per_s": rates["A"], "median_docs_per_s": statistics.median(rates["A"]), "accuracy": accuracy["A"]},
-        "B": {"settings": args.b, "docs_per_s": rates["B"], "median_docs_per_s": statistics.median(rates["B"]), "accuracy": accuracy["B"]},
-        "ratio_b_over_a": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios},
+        "A": {
+            "settings": args.a,
+            "docs_per_s": rates["A"],
+            "median_docs_per_s": statistics.median(rates["A"]),
+            "accuracy": accuracy["A"],
+        },
+        "B": {
+            "settings": args.b,
+            "docs_per_s": rates["B"],
+            "median_docs_per_s": statistics.median(rates["B"]),
+            "accuracy": accuracy["B"],
+        },
+        "ratio_b_over_a": {
+            "median": statistics.median(ratios),
+            "min": min(ratios),
+            "max": max(ratios),
+            "rounds": ratios,
+        },
         "max_probability_difference": float(abs(first["A"] - first["B"]).max()),
         "label_agreement": agree,
     }

@@ -1,4 +1,5 @@
 """The six emotion labels of dair-ai/emotion, in the Hub's ClassLabel order."""
+
 from typing import Tuple
 
 LABELS: Tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")

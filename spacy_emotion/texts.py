@@ -1,5 +1,6 @@
 """Checks on the texts a user gives: one rule for the data reader, `predict`,
 `annotate` and the REST API."""
+
 from typing import Optional
 
 

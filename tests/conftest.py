@@ -44,7 +44,9 @@ def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None,
         "training.logger.progress_bar": None,
     }
     if config.name == "trf.cfg":
-        settings.update({"training.optimizer.learn_rate.initial_rate": 0.003, "training.optimizer.learn_rate.warmup_steps": 5})
+        settings.update(
+            {"training.optimizer.learn_rate.initial_rate": 0.003, "training.optimizer.learn_rate.warmup_steps": 5}
+        )
     settings.update(overrides or {})
     train(config, output, overrides=settings, use_gpu=use_gpu)
     return output / "model-best"

@@ -1,4 +1,5 @@
 """Run an ASGI app with uvicorn on a free loopback port, for tests."""
+
 import socket
 import threading
 import time

@@ -3,6 +3,7 @@
 Offline and small: toy data (tests/tiny.py), the tiny random BERT backbone
 and hand-made predictions. Numbers are checked against hand-computed cases.
 """
+
 import base64
 import json
 import math
@@ -14,16 +15,23 @@ import srsly
 from PIL import Image
 from typer.testing import CliRunner
 
-from spacy_emotion.reports import plots
-from spacy_emotion.reports.analysis import analyze, analyze_predictions, calibration, example_losses, normalized_confusion, top_losses
-from spacy_emotion.reports.baseline import comparison_markdown, train_baselines, write_comparison
 from spacy_emotion.cli import app
-from spacy_emotion.training.dataset import read_folder
+from spacy_emotion.labels import LABEL_TO_ID, LABELS
+from spacy_emotion.reports import plots
+from spacy_emotion.reports.analysis import (
+    analyze,
+    analyze_predictions,
+    calibration,
+    example_losses,
+    normalized_confusion,
+    top_losses,
+)
+from spacy_emotion.reports.baseline import comparison_markdown, train_baselines, write_comparison
 from spacy_emotion.reports.explore import explore
 from spacy_emotion.reports.features import embed, embed_splits, load_backbone, token_counts
-from spacy_emotion.labels import LABEL_TO_ID, LABELS
-from spacy_emotion.training.metrics import compute_metrics, write_predictions
 from spacy_emotion.reports.html_report import build_report
+from spacy_emotion.training.dataset import read_folder
+from spacy_emotion.training.metrics import compute_metrics, write_predictions
 
 runner = CliRunner()
 
@@ -72,18 +80,24 @@ def test_confusion_matrix_rows_are_true_labels():
 def test_example_losses_and_top_loss_ordering():
     texts = ["a", "b", "c", "d"]
     gold = ["joy", "anger", "fear", "love"]
-    probs = one_hot_probs([
-        {"joy": 0.9},  # right, confident: loss -log 0.9
-        {"anger": 0.1, "sadness": 0.6},  # wrong: -log 0.1
-        {"fear": 0.5},  # right: -log 0.5
-        {"love": 0.1, "joy": 0.7},  # wrong, same loss as "b"
-    ])
+    probs = one_hot_probs(
+        [
+            {"joy": 0.9},  # right, confident: loss -log 0.9
+            {"anger": 0.1, "sadness": 0.6},  # wrong: -log 0.1
+            {"fear": 0.5},  # right: -log 0.5
+            {"love": 0.1, "joy": 0.7},  # wrong, same loss as "b"
+        ]
+    )
     losses = example_losses(gold, probs)
     assert losses.tolist() == pytest.approx([-math.log(0.9), -math.log(0.1), -math.log(0.5), -math.log(0.1)])
     top = top_losses(texts, gold, probs, n=3)
     assert [row["text"] for row in top] == ["b", "d", "c"]  # ties keep the input order
     assert [row["rank"] for row in top] == [1, 2, 3]
-    assert top[0]["pred"] == "sadness" and top[0]["prob"] == pytest.approx(0.6) and top[0]["gold_prob"] == pytest.approx(0.1)
+    assert (
+        top[0]["pred"] == "sadness"
+        and top[0]["prob"] == pytest.approx(0.6)
+        and top[0]["gold_prob"] == pytest.approx(0.1)
+    )
     assert top[1]["pred"] == "joy" and not top[1]["correct"] and top[2]["correct"]
     assert len(top_losses(texts, gold, probs, n=10)) == 4
 
@@ -235,7 +249,10 @@ def test_baselines_dummy_scores_and_comparison(tmp_path):
     assert rows[1]["test"]["accuracy"] == 1.0  # separable clusters
     # [CLS] features identical to the mean-pooled ones are not reported twice
     same = {split: {"mean": f["mean"], "cls": f["mean"]} for split, f in features.items()}
-    assert [r["features"] for r in train_baselines(same, {"train": train_y, "validation": test_y, "test": test_y})] == ["none", "mean"]
+    assert [r["features"] for r in train_baselines(same, {"train": train_y, "validation": test_y, "test": test_y})] == [
+        "none",
+        "mean",
+    ]
 
     srsly.write_json(tmp_path / "baseline.json", {"backbone": "tiny", "limit": 0, "rows": rows})
     metrics_dir = tmp_path / "metrics"
@@ -261,8 +278,17 @@ def reports(toy_folder, tiny_bert, trained_pipeline, toy_corpus, tmp_path_factor
     out, metrics = root / "reports", root / "metrics"
     common = ["--data", toy_folder, "--limit", 60]
     invoke(["explore", out, *common, "--backbone", tiny_bert])
-    invoke(["evaluate", trained_pipeline, toy_corpus / "test.spacy", "--output", metrics / "trf.json",
-            "--predictions", metrics / "trf.predictions.jsonl"])
+    invoke(
+        [
+            "evaluate",
+            trained_pipeline,
+            toy_corpus / "test.spacy",
+            "--output",
+            metrics / "trf.json",
+            "--predictions",
+            metrics / "trf.predictions.jsonl",
+        ]
+    )
     invoke(["baseline", out, *common, "--backbone", tiny_bert, "--metrics-dir", metrics, "--batch-size", 16])
     invoke(["embeddings", out, *common, "--backbone", tiny_bert, "--n-neighbors", 5])
     invoke(["analyze", metrics / "trf.predictions.jsonl", out / "trf", "--top-n", 5])
@@ -272,11 +298,25 @@ def reports(toy_folder, tiny_bert, trained_pipeline, toy_corpus, tmp_path_factor
 
 def test_commands_write_every_file(reports):
     expected = [
-        "explore/length_stats.json", "baseline.json", "comparison.md", "comparison.json",
-        "embeddings/umap_train.png", "embeddings/umap_train.json",
-        "trf/confusion_matrix.png", "trf/per_class.png", "trf/calibration.png", "trf/errors.jsonl", "trf/errors.md",
-        "trf/analysis.json", "report_trf.html", "report_trf.md",
-    ] + [f"explore/{kind}_{split}.png" for kind in ("class_distribution", "words_per_text") for split in ("train", "validation", "test")]
+        "explore/length_stats.json",
+        "baseline.json",
+        "comparison.md",
+        "comparison.json",
+        "embeddings/umap_train.png",
+        "embeddings/umap_train.json",
+        "trf/confusion_matrix.png",
+        "trf/per_class.png",
+        "trf/calibration.png",
+        "trf/errors.jsonl",
+        "trf/errors.md",
+        "trf/analysis.json",
+        "report_trf.html",
+        "report_trf.md",
+    ] + [
+        f"explore/{kind}_{split}.png"
+        for kind in ("class_distribution", "words_per_text")
+        for split in ("train", "validation", "test")
+    ]
     for name in expected:
         assert (reports / name).is_file() and (reports / name).stat().st_size > 0, name
     assert_png(reports / "embeddings" / "umap_train.png", "embedding_map")
@@ -297,7 +337,7 @@ def test_report_embeds_every_figure(reports):
     for path in figures:
         assert base64.b64encode(path.read_bytes()).decode("ascii") in page, path
         assert f"]({path.relative_to(reports).as_posix()})" in summary, path
-    assert "src=\"data:image/png;base64," in page and "src=\"reports" not in page  # self-contained
+    assert 'src="data:image/png;base64,' in page and 'src="reports' not in page  # self-contained
     assert "spacy project run" not in page  # no section is missing
     errors = list(srsly.read_jsonl(reports / "trf" / "errors.jsonl"))
     assert errors and all(e["text"] in summary and e["text"] in page for e in errors)
@@ -334,7 +374,9 @@ def test_explore_skips_invalid_rows_when_asked(toy_folder, tiny_bert, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train", "validation", "test"):
-        (data / f"{name}.txt").write_text((toy_folder / f"{name}.txt").read_text(encoding="utf8") + "no separator here\n", encoding="utf8")
+        (data / f"{name}.txt").write_text(
+            (toy_folder / f"{name}.txt").read_text(encoding="utf8") + "no separator here\n", encoding="utf8"
+        )
     args = ["explore", str(tmp_path / "out"), "--data", str(data), "--backbone", str(tiny_bert)]
     failed = runner.invoke(app, args)
     assert failed.exit_code == 1 and "no ';'" in failed.output
@@ -343,7 +385,9 @@ def test_explore_skips_invalid_rows_when_asked(toy_folder, tiny_bert, tmp_path):
     assert "Skipped 3 invalid row(s)" in result.output
     stats = srsly.read_json(tmp_path / "out" / "explore" / "length_stats.json")
     valid = read_folder(toy_folder)  # the rows before the bad line was appended
-    assert {name: stats["splits"][name]["n"] for name in valid} == {name: len(split.examples) for name, split in valid.items()}
+    assert {name: stats["splits"][name]["n"] for name in valid} == {
+        name: len(split.examples) for name, split in valid.items()
+    }
 
 
 def test_cli_fails_cleanly_on_bad_input(tmp_path):

@@ -1,4 +1,5 @@
 """`spacy-emotion annotate`: formats, errors file, exit codes, streaming, resume after a kill."""
+
 import csv
 import json
 import os
@@ -12,13 +13,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spacy_emotion.serving.annotate_files import (
-    AnnotateError, Job, RowReader, annotate, check_job, checkpoint_path, default_errors_path,
-)
-from spacy_emotion.cli import app
 from spacy_emotion.cli import annotate as annotate_cli
-from spacy_emotion.serving.classify import build_pipeline, classify
+from spacy_emotion.cli import app
 from spacy_emotion.labels import LABELS
+from spacy_emotion.serving.annotate_files import (
+    AnnotateError,
+    Job,
+    RowReader,
+    annotate,
+    check_job,
+    checkpoint_path,
+    default_errors_path,
+)
+from spacy_emotion.serving.classify import build_pipeline, classify
 
 WORDS = ["happy", "sad", "angry", "scared", "amazed", "loving", "glad", "lonely", "furious", "nervous"]
 
@@ -58,7 +65,12 @@ def cli(nlp, monkeypatch):
 def test_speed_options_reach_the_pipeline(tmp_path, model, cli):
     (tmp_path / "in.txt").write_text("i feel so happy\n", encoding="utf8")
     assert cli(tmp_path / "in.txt", tmp_path / "a.jsonl", "--model", model).exit_code == 0
-    assert cli(tmp_path / "in.txt", tmp_path / "b.jsonl", "--model", model, "--runtime", "onnx", "--quantize", "int8").exit_code == 0
+    assert (
+        cli(
+            tmp_path / "in.txt", tmp_path / "b.jsonl", "--model", model, "--runtime", "onnx", "--quantize", "int8"
+        ).exit_code
+        == 0
+    )
     assert cli.loads == [{"runtime": "torch", "quantize": "auto"}, {"runtime": "onnx", "quantize": "int8"}]
 
 
@@ -92,7 +104,17 @@ def test_txt_to_jsonl(tmp_path, nlp, model, cli):
 def test_jsonl_to_csv_with_sentences_and_custom_fields(tmp_path, nlp, model, cli):
     items = [{"doc": f"d{i}", "body": t} for i, t in enumerate(texts(5))]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items), encoding="utf8")
-    result = cli(tmp_path / "in.jsonl", tmp_path / "out.csv", "--model", model, "--text-field", "body", "--id-field", "doc", "--sentences")
+    result = cli(
+        tmp_path / "in.jsonl",
+        tmp_path / "out.csv",
+        "--model",
+        model,
+        "--text-field",
+        "body",
+        "--id-field",
+        "doc",
+        "--sentences",
+    )
     assert result.exit_code == 0, result.output
     with (tmp_path / "out.csv").open(encoding="utf8", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -149,12 +171,16 @@ def test_bad_rows_in_txt_and_csv(tmp_path, model, cli):
     (tmp_path / "in.csv").write_text("id,text\n1,i am glad\n2\n3,i am sad\n", encoding="utf8")
     result = cli(tmp_path / "in.csv", tmp_path / "out2.jsonl", "--model", model)
     assert result.exit_code == 1
-    assert [(e["line"], e["id"], "missing column" in e["reason"]) for e in read_jsonl(tmp_path / "out2.errors.jsonl")] == [(3, "2", True)]
+    assert [
+        (e["line"], e["id"], "missing column" in e["reason"]) for e in read_jsonl(tmp_path / "out2.errors.jsonl")
+    ] == [(3, "2", True)]
     assert [r["line"] for r in read_jsonl(tmp_path / "out2.jsonl")] == [2, 4]
 
 
 def test_a_csv_quote_never_closed_is_one_error_row_not_the_rest_of_the_file(tmp_path, model, cli):
-    (tmp_path / "in.csv").write_text('id,text\n1,i am glad\n2,"i am sad\n3,i am scared\n4,i am angry\n', encoding="utf8")
+    (tmp_path / "in.csv").write_text(
+        'id,text\n1,i am glad\n2,"i am sad\n3,i am scared\n4,i am angry\n', encoding="utf8"
+    )
     result = cli(tmp_path / "in.csv", tmp_path / "out.jsonl", "--model", model)
     assert result.exit_code == 1, result.output
     assert [(r["line"], r["id"]) for r in read_jsonl(tmp_path / "out.jsonl")] == [(2, "1"), (4, "3"), (5, "4")]
@@ -162,13 +188,21 @@ def test_a_csv_quote_never_closed_is_one_error_row_not_the_rest_of_the_file(tmp_
     assert [(e["line"], e["id"]) for e in errors] == [(3, "2")] and "left open" in errors[0]["reason"]
 
 
-@pytest.mark.parametrize("content,expected", [
-    # closed only by a stray quote three lines on: without the check, lines 3-6 were one text
-    ('id,text\n1,ok\n2,"i am sad\n3,i am scared\n4,he said "hi" to me\n5,i am angry\n',
-     [(2, "ok"), (3, None), (4, "i am scared"), (5, 'he said "hi" to me'), (6, "i am angry")]),
-    ('id,text\n1,ok\n2,"open at the end\n', [(2, "ok"), (3, None)]),  # the last line, left open
-    ('id,text\n1,a"b\n2,"a"b\n3,"multi\nline"\n4,c\n', [(2, 'a"b'), (3, "ab"), (4, "multi\nline"), (6, "c")]),  # csv.reader's reading
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        # closed only by a stray quote three lines on: without the check, lines 3-6 were one text
+        (
+            'id,text\n1,ok\n2,"i am sad\n3,i am scared\n4,he said "hi" to me\n5,i am angry\n',
+            [(2, "ok"), (3, None), (4, "i am scared"), (5, 'he said "hi" to me'), (6, "i am angry")],
+        ),
+        ('id,text\n1,ok\n2,"open at the end\n', [(2, "ok"), (3, None)]),  # the last line, left open
+        (
+            'id,text\n1,a"b\n2,"a"b\n3,"multi\nline"\n4,c\n',
+            [(2, 'a"b'), (3, "ab"), (4, "multi\nline"), (6, "c")],
+        ),  # csv.reader's reading
+    ],
+)
 def test_csv_quotes_left_open_are_error_rows(tmp_path, content, expected):
     path = tmp_path / "in.csv"
     path.write_text(content, encoding="utf8")
@@ -230,7 +264,9 @@ def test_finished_output_needs_overwrite(tmp_path, model, cli):
 
 def test_model_that_cannot_load_exits_2(tmp_path):
     (tmp_path / "in.txt").write_text("a\n", encoding="utf8")
-    result = CliRunner().invoke(app, ["annotate", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl"), "--model", str(tmp_path / "none")])
+    result = CliRunner().invoke(
+        app, ["annotate", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl"), "--model", str(tmp_path / "none")]
+    )
     assert result.exit_code == 2 and "Can't load the emotion model" in flat(result)
 
 

@@ -4,6 +4,7 @@ Nothing here asserts a speed: timings of a tiny model on a shared machine say
 nothing. Only that every system, setting and trainer ran and reported
 positive, finite numbers in results.json and results.md.
 """
+
 import importlib.util
 import json
 import math
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_emotion.labels import LABELS
 from spacy_emotion.component.speed import SpeedOptions
+from spacy_emotion.labels import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench.py"
@@ -34,7 +35,9 @@ bench = load_bench()
 
 
 def run_script(*args, timeout=900):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def positive(value) -> bool:
@@ -45,12 +48,36 @@ def positive(value) -> bool:
 def results(trained_pipeline, toy_folder, toy_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = run_script(
-        "--model", trained_pipeline, "--data", toy_folder, "--out", out,
-        "--systems", "A-component,A-pipeline,A-hf,B,C-batch64,C-default",
-        "--variants", "default,int8,as-trained,onnx-int8",
-        "--stream", 200, "--stream-c", 60, "--rss-from", 50, "--repeats", 2, "--latency", 3,
-        "--train-steps", 3, "--train-warmup", 1, "--train-corpus", toy_corpus, "--threads", 1,
-        "--export-dir", out / "export",
+        "--model",
+        trained_pipeline,
+        "--data",
+        toy_folder,
+        "--out",
+        out,
+        "--systems",
+        "A-component,A-pipeline,A-hf,B,C-batch64,C-default",
+        "--variants",
+        "default,int8,as-trained,onnx-int8",
+        "--stream",
+        200,
+        "--stream-c",
+        60,
+        "--rss-from",
+        50,
+        "--repeats",
+        2,
+        "--latency",
+        3,
+        "--train-steps",
+        3,
+        "--train-warmup",
+        1,
+        "--train-corpus",
+        toy_corpus,
+        "--threads",
+        1,
+        "--export-dir",
+        out / "export",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "A-component: stream 200/200 docs" in proc.stderr  # progress lines
@@ -108,17 +135,24 @@ def test_accuracy_is_the_trained_pipelines_own(results, trained_pipeline, toy_fo
     accuracy = accuracy_score(gold, predicted)
     assert len(set(predicted)) > 1  # not a constant model: a wrong label order would show
     assert res["systems"]["A-pipeline"]["accuracy"] == pytest.approx(accuracy)
-    assert res["systems"]["A-pipeline"]["macro_f1"] == pytest.approx(f1_score(gold, predicted, labels=list(LABELS), average="macro", zero_division=0))
+    assert res["systems"]["A-pipeline"]["macro_f1"] == pytest.approx(
+        f1_score(gold, predicted, labels=list(LABELS), average="macro", zero_division=0)
+    )
     assert res["variants"]["as-trained"]["accuracy"] == pytest.approx(accuracy)
     # the component with its defaults, timed twice (as a system and as a setting), scores the same
     assert res["systems"]["A-component"]["accuracy"] == pytest.approx(res["variants"]["default"]["accuracy"])
-    assert res["variants"]["int8"]["accuracy_delta_points"] == pytest.approx(100 * (res["variants"]["int8"]["accuracy"] - accuracy))
+    assert res["variants"]["int8"]["accuracy_delta_points"] == pytest.approx(
+        100 * (res["variants"]["int8"]["accuracy"] - accuracy)
+    )
 
 
 def test_variants_and_training(results):
     _, res = results
     # the model as trained runs first: the others' accuracy change and agreement are against it
-    assert list(res["variants"]) == ["as-trained", "default", "int8", "onnx-int8"] and res["meta"]["reference_variant"] == "as-trained"
+    assert (
+        list(res["variants"]) == ["as-trained", "default", "int8", "onnx-int8"]
+        and res["meta"]["reference_variant"] == "as-trained"
+    )
     reference, default, int8, onnx_int8 = (res["variants"][k] for k in ("as-trained", "default", "int8", "onnx-int8"))
     assert default["options"] == {} and int8["options"] == {"quantize": "int8"}
     assert onnx_int8["options"] == {"runtime": "onnx", "quantize": "int8"}
@@ -126,7 +160,11 @@ def test_variants_and_training(results):
     assert onnx_int8["linear_format"] == "int8 (ONNX Runtime)"
     assert default["linear_format"] == SpeedOptions().linear_format("cpu")  # "auto" resolved for this CPU
     for variant in (reference, default, int8, onnx_int8):
-        assert positive(variant["test"]["docs_per_s"]) and positive(variant["load_s"]) and isinstance(variant["accuracy_ok"], bool)
+        assert (
+            positive(variant["test"]["docs_per_s"])
+            and positive(variant["load_s"])
+            and isinstance(variant["accuracy_ok"], bool)
+        )
         assert 0.0 <= variant["agreement"] <= 1.0
         assert "stream" not in variant  # settings are timed on the test texts only by default
     row = res["training"]["fp32"]
@@ -137,7 +175,12 @@ def test_variants_and_training(results):
     head = res["headline"]
     for key in ("A_over_B", "A_over_B_stream", "A_over_C_default", "train_spacy_over_torch"):
         assert positive(head[key]), key
-    assert set(head["targets"]) >= {"A >= 1.0 x B docs/s", "A >= 3 x C-default docs/s", "RSS growth <= 5 %", "training >= 0.8 x plain loop"}
+    assert set(head["targets"]) >= {
+        "A >= 1.0 x B docs/s",
+        "A >= 3 x C-default docs/s",
+        "RSS growth <= 5 %",
+        "training >= 0.8 x plain loop",
+    }
     assert all(v in (True, False, None) for v in head["targets"].values())
 
 
@@ -158,7 +201,11 @@ def mean_pooled_pipeline(tiny_bert, toy_corpus, tmp_path_factory):
     from conftest import TRF_CONFIG, train_tiny
 
     out = tmp_path_factory.mktemp("mean")
-    overrides = {"paths.backbone": str(tiny_bert), "components.textcat.model.use_reduce_first": False, "training.max_steps": 20}
+    overrides = {
+        "paths.backbone": str(tiny_bert),
+        "components.textcat.model.use_reduce_first": False,
+        "training.max_steps": 20,
+    }
     return train_tiny(TRF_CONFIG, toy_corpus, out, overrides)
 
 
@@ -201,7 +248,9 @@ def test_rss_curve_keeps_the_highest_reading_between_marks():
     # RSS readings that rise to a high and fall back (a heap trim) between two marks
     readings = iter([100.0, 180.0, 110.0, 120.0, 300.0, 130.0])
     seen = []
-    curve = bench.rss_curve(range(6), marks={2, 6}, read=lambda: next(readings), every=1, on_mark=lambda d, mb: seen.append((d, mb)))
+    curve = bench.rss_curve(
+        range(6), marks={2, 6}, read=lambda: next(readings), every=1, on_mark=lambda d, mb: seen.append((d, mb))
+    )
     assert curve == {2: 180.0, 6: 300.0}  # not the 110.0 and 130.0 read at the marks themselves
     assert seen == [(2, 180.0), (6, 300.0)]
     # between samples only the marks are read; a mark the stream never reaches is absent
@@ -233,13 +282,33 @@ def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_fold
     out = tmp_path / "paired.json"
     same = '{"fast_path": false, "quantize": "none"}'
     proc = subprocess.run(
-        [sys.executable, str(PAIRED), "--model", str(trained_pipeline), "--data", str(toy_folder),
-         "--a", same, "--b", '{"quantize": "none", "torch_threads": 1}', "--rounds", "3", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(PAIRED),
+            "--model",
+            str(trained_pipeline),
+            "--data",
+            str(toy_folder),
+            "--a",
+            same,
+            "--b",
+            '{"quantize": "none", "torch_threads": 1}',
+            "--rounds",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(out.read_text(encoding="utf8"))
-    assert res["A"]["settings"] == {"fast_path": False, "quantize": "none"} and res["B"]["settings"] == {"quantize": "none", "torch_threads": 1}
+    assert res["A"]["settings"] == {"fast_path": False, "quantize": "none"} and res["B"]["settings"] == {
+        "quantize": "none",
+        "torch_threads": 1,
+    }
     for side in ("A", "B"):
         assert len(res[side]["docs_per_s"]) == 3 and all(positive(v) for v in res[side]["docs_per_s"])
     ratios = res["ratio_b_over_a"]
@@ -275,7 +344,15 @@ def test_paired_accuracy_counts_the_most_probable_label():
     assert paired.accuracy_of(probabilities, ["joy", "joy", "joy", "joy"]) == 0.0
 
 
-@pytest.mark.parametrize("bad, message", [(["--a", "{oops"], "--a is not JSON"), (["--b", "[1]"], "must be a JSON object"), (["--rounds", "0"], "at least 1"), (["--split", "train"], "invalid choice")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--a", "{oops"], "--a is not JSON"),
+        (["--b", "[1]"], "must be a JSON object"),
+        (["--rounds", "0"], "at least 1"),
+        (["--split", "train"], "invalid choice"),
+    ],
+)
 def test_paired_rejects_bad_arguments(bad, message):
     proc = subprocess.run([sys.executable, str(PAIRED), *bad], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr

@@ -1,5 +1,6 @@
 """The training callback of configs/trf.cfg: the dev evaluations' batching must
 not change what training learns."""
+
 import hashlib
 import random
 
@@ -10,7 +11,9 @@ from spacy_emotion.training.callbacks import seed_each_step
 
 
 def _weights(model_dir) -> str:
-    return hashlib.sha1(b"".join((model_dir / name / "model").read_bytes() for name in ("transformer", "textcat"))).hexdigest()
+    return hashlib.sha1(
+        b"".join((model_dir / name / "model").read_bytes() for name in ("transformer", "textcat"))
+    ).hexdigest()
 
 
 @pytest.fixture(scope="module")

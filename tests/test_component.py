@@ -1,4 +1,5 @@
 """The `emotion_classifier` component: contract, batching, saving, scoring, bad input."""
+
 import json
 import shutil
 import subprocess
@@ -8,12 +9,11 @@ import numpy as np
 import pytest
 import spacy
 from spacy.training import Example
+from tiny import make_backbone, toy_examples
 
-from spacy_emotion.labels import LABELS
 from spacy_emotion.component.predictors import ModelNotFoundError
 from spacy_emotion.component.speed import SpeedOptions
-
-from tiny import make_backbone, toy_examples
+from spacy_emotion.labels import LABELS
 
 AS_TRAINED = SpeedOptions.as_trained().to_dict()
 
@@ -191,7 +191,9 @@ def test_settings_given_to_spacy_load_win_over_the_saved_ones(nlp, tmp_path):
     overrides = {"threshold": 0.99, "cats_prefix": "emo_", "per_sentence": True}
     loaded = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": overrides}})
     assert {k: loaded.get_pipe("emotion_classifier").cfg[k] for k in overrides} == overrides
-    assert {k: loaded.config["components"]["emotion_classifier"][k] for k in overrides} == overrides  # as nlp.config says
+    assert {
+        k: loaded.config["components"]["emotion_classifier"][k] for k in overrides
+    } == overrides  # as nlp.config says
     doc = loaded("i am so angry. i am sad.")
     assert max(doc.cats.values()) < 0.99 and doc._.emotion is None  # the override's threshold applies
     assert sorted(doc.cats) == sorted("emo_" + label for label in LABELS)
@@ -225,13 +227,19 @@ def test_a_folder_of_spacy_package_is_a_model(trained_pipeline, tmp_path, layout
     (module_dir / "meta.json").write_text(json.dumps(meta))
     if layout == "source":
         (root / "meta.json").write_text(json.dumps(meta))
-    assert classifier(root, **AS_TRAINED)(TEXTS[0]).cats == pytest.approx(classifier(trained_pipeline, **AS_TRAINED)(TEXTS[0]).cats)
+    assert classifier(root, **AS_TRAINED)(TEXTS[0]).cats == pytest.approx(
+        classifier(trained_pipeline, **AS_TRAINED)(TEXTS[0]).cats
+    )
     (module_dir / f"{module}-{meta['version']}" / "config.cfg").unlink()
     with pytest.raises(ModelNotFoundError, match="neither a spaCy pipeline"):
         classifier(root)(TEXTS[0])
 
 
-@pytest.mark.parametrize("settings", [{}, {"quantize": "int8"}, {"runtime": "onnx"}, AS_TRAINED], ids=["defaults", "int8", "onnx", "as-trained"])
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"quantize": "int8"}, {"runtime": "onnx"}, AS_TRAINED],
+    ids=["defaults", "int8", "onnx", "as-trained"],
+)
 def test_a_pipeline_with_the_component_pickles(trained_pipeline, settings):
     """nlp.pipe(n_process=N) pickles the pipeline where processes are spawned (Windows, macOS):
     int8 layers, an ONNX Runtime session and the padded bf16 tokenizer can't be pickled as they are."""
@@ -242,7 +250,9 @@ def test_a_pipeline_with_the_component_pickles(trained_pipeline, settings):
     copy = pickle.loads(pickle.dumps(nlp))
     component = copy.get_pipe("emotion_classifier")
     assert component.cfg == nlp.get_pipe("emotion_classifier").cfg
-    assert component.predictor.runtime.linear_format == nlp.get_pipe("emotion_classifier").predictor.runtime.linear_format
+    assert (
+        component.predictor.runtime.linear_format == nlp.get_pipe("emotion_classifier").predictor.runtime.linear_format
+    )
     for text, cats in zip(TEXTS, expected):
         assert copy(text).cats == pytest.approx(cats, abs=1e-6)
 
@@ -276,8 +286,8 @@ def test_missing_model_error_says_how_to_get_one():
 
 
 def test_hf_checkpoint_directory(hf_checkpoint):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     nlp = classifier(hf_checkpoint, **AS_TRAINED)  # float32: the checkpoint's own scores, on any CPU
     doc = nlp("i feel happy today")
@@ -292,8 +302,8 @@ def test_hf_checkpoint_directory(hf_checkpoint):
 def test_hf_checkpoint_labels_mapped_by_name(tmp_path):
     shuffled = ["Fear", "joy", "SURPRISE", "sadness", "anger", "love"]
     path = make_backbone(tmp_path / "ckpt", "bert", num_labels=6, id2label=dict(enumerate(shuffled)))
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -375,7 +385,9 @@ def test_evaluate_reports_cats_scores(nlp):
 
     pred = [nlp(e.reference.text)._.emotion for e in examples]
     gold = [max(e.reference.cats, key=e.reference.cats.get) for e in examples]
-    assert scores["cats_macro_f"] == pytest.approx(f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-6)
+    assert scores["cats_macro_f"] == pytest.approx(
+        f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-6
+    )
 
 
 def test_evaluate_with_a_cats_prefix_scores_the_prefixed_keys(trained_pipeline):

@@ -1,4 +1,5 @@
 """A pipeline that contains emotion_classifier packages, installs and loads by name."""
+
 import json
 import subprocess
 import sys
@@ -26,20 +27,39 @@ def test_package_pipeline_with_component(trained_pipeline, tmp_path):
     nlp.meta["version"] = "0.0.1"
     nlp.to_disk(tmp_path / "pipeline")
     (tmp_path / "pkg").mkdir()
-    run([sys.executable, "-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "pkg"), "--build", "wheel", "--force"], tmp_path)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "package",
+            str(tmp_path / "pipeline"),
+            str(tmp_path / "pkg"),
+            "--build",
+            "wheel",
+            "--force",
+        ],
+        tmp_path,
+    )
     wheels = list((tmp_path / "pkg").glob("*/dist/*.whl"))
     assert len(wheels) == 1
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
     py = venv / "bin" / "python"
-    site = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip())
+    site = Path(
+        run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip()
+    )
     (site / "parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])], tmp_path)
+    run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])],
+        tmp_path,
+    )
     code = (
         "import json, spacy\n"
         "nlp = spacy.load('en_emotion_wrapped')\n"
         "doc = nlp('i feel so happy today. i am scared.')\n"
-        "print(json.dumps({'cats': doc.cats, 'sents': [s._.emotion for s in doc.sents], 'reqs': nlp.meta.get('requirements', [])}))\n"
+        "sents = [s._.emotion for s in doc.sents]\n"
+        "print(json.dumps({'cats': doc.cats, 'sents': sents, 'reqs': nlp.meta.get('requirements', [])}))\n"
     )
     out = json.loads(run([str(py), "-c", code], tmp_path).stdout.strip().splitlines()[-1])
     assert out["cats"] == pytest.approx(expected, abs=1e-6)

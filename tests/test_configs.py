@@ -1,24 +1,35 @@
 """configs/trf.cfg and configs/bow.cfg: valid, and trainable with every backbone family."""
+
 import subprocess
 import sys
 
 import pytest
 import spacy
-
-from spacy_emotion.training.backbone import DEFAULT_BACKBONE, offline_copy, resolve_backbone
-from spacy_emotion.cli.train import last_step
-from spacy_emotion.labels import LABELS
-
 from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
 from tiny import ARCHITECTURES, make_backbone, toy_examples
+
+from spacy_emotion.cli.train import last_step
+from spacy_emotion.labels import LABELS
+from spacy_emotion.training.backbone import DEFAULT_BACKBONE, offline_copy, resolve_backbone
 
 
 @pytest.mark.parametrize("config", [TRF_CONFIG, BOW_CONFIG], ids=["trf", "bow"])
 def test_debug_config(config, toy_corpus):
     result = subprocess.run(
-        [sys.executable, "-m", "spacy", "debug", "config", str(config),
-         "--paths.train", str(toy_corpus / "train.spacy"), "--paths.dev", str(toy_corpus / "dev.spacy")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "debug",
+            "config",
+            str(config),
+            "--paths.train",
+            str(toy_corpus / "train.spacy"),
+            "--paths.dev",
+            str(toy_corpus / "dev.spacy"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Config is valid" in result.stdout
@@ -37,9 +48,16 @@ def test_trf_config_choices():
 def test_trf_config_trains_each_architecture(arch, toy_corpus, tmp_path):
     """A tiny random model of each family trains through the real trf.cfg and predicts."""
     backbone = make_backbone(tmp_path / arch, arch)
-    best = train_tiny(TRF_CONFIG, toy_corpus, tmp_path / "out", {
-        "paths.backbone": str(backbone), "training.max_steps": 6, "training.eval_frequency": 3,
-    })
+    best = train_tiny(
+        TRF_CONFIG,
+        toy_corpus,
+        tmp_path / "out",
+        {
+            "paths.backbone": str(backbone),
+            "training.max_steps": 6,
+            "training.eval_frequency": 3,
+        },
+    )
     nlp = spacy.load(best)
     assert nlp.pipe_names == ["transformer", "textcat"]
     for text, _ in toy_examples(1, seed=3):
@@ -54,7 +72,9 @@ def test_full_run_ends_at_an_evaluation(config):
     training = spacy.util.load_config(config, interpolate=True)["training"]
     last = last_step(training, 16_000)
     assert last is not None and last > 0
-    assert last % training["eval_frequency"] == 0, f"steps {last // training['eval_frequency'] * training['eval_frequency'] + 1}-{last} are never evaluated"
+    assert last % training["eval_frequency"] == 0, (
+        f"steps {last // training['eval_frequency'] * training['eval_frequency'] + 1}-{last} are never evaluated"
+    )
 
 
 def test_bow_config_trains(toy_corpus, tmp_path):

@@ -1,4 +1,5 @@
 """Reading dair-ai/emotion from local files and converting it to DocBin corpora."""
+
 import json
 from pathlib import Path
 
@@ -6,9 +7,9 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_emotion.labels import LABELS
 from spacy_emotion.training.corpus import convert, make_docbin
 from spacy_emotion.training.dataset import DataError, Example, load_splits, parse_label, read_file, read_folder, sample
-from spacy_emotion.labels import LABELS
 
 GOOD = [("i feel happy; really", "joy"), ("im so scared", "fear"), ("what a surprise", "surprise")]
 
@@ -64,8 +65,14 @@ def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path, suffix, content):
     assert read_file(path).examples == [Example("i feel happy", "joy"), Example("i am sad", "sadness")]
 
 
-@pytest.mark.parametrize("suffix,line", [(".txt", b"i feel \xff sad;sadness"), (".csv", b"i feel \xff sad,sadness"),
-                                         (".jsonl", b'{"text": "i feel \xff sad", "label": 0}')])
+@pytest.mark.parametrize(
+    "suffix,line",
+    [
+        (".txt", b"i feel \xff sad;sadness"),
+        (".csv", b"i feel \xff sad,sadness"),
+        (".jsonl", b'{"text": "i feel \xff sad", "label": 0}'),
+    ],
+)
 def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path, suffix, line):
     header = b"text,label\n" if suffix == ".csv" else b""
     first = {".txt": b"fine;joy", ".csv": b"fine,joy", ".jsonl": b'{"text": "fine", "label": 1}'}[suffix]

@@ -2,24 +2,34 @@
 `nlp.pipe` on the trained pipeline, to float rounding, for every backbone
 family, every kind of text and every batch cut; pipelines it can't run
 exactly run `nlp.pipe`."""
+
 import numpy as np
 import pytest
 import spacy
+from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
 from spacy.training import Example
 from thinc.types import Ragged
+from tiny import ARCHITECTURES, make_backbone, toy_examples
 
 from spacy_emotion.component.fast_path import BatchedTextcat
-from spacy_emotion.serving.classify import model_info
-from spacy_emotion.labels import LABELS
 from spacy_emotion.component.predictors import from_directory
 from spacy_emotion.component.speed import SpeedOptions
-
-from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
-from tiny import ARCHITECTURES, make_backbone, toy_examples
+from spacy_emotion.labels import LABELS
+from spacy_emotion.serving.classify import model_info
 
 TEXTS = (
     [t for t, _ in toy_examples(3, seed=5)]
-    + ["", "   ", "i adore you", "scared", "I AM SO ANGRY!!!", "😀😀 yay", "\u200b", "i feel \u200b happy", "\u200b\u200b \u200b"]
+    + [
+        "",
+        "   ",
+        "i adore you",
+        "scared",
+        "I AM SO ANGRY!!!",
+        "😀😀 yay",
+        "\u200b",
+        "i feel \u200b happy",
+        "\u200b\u200b \u200b",
+    ]
     + ["i feel so happy today and " * 60]  # 361 spaCy tokens: three overlapping strided windows of 128
     + ["a" * 700, "i am " + "very " * 30 + "afraid", "tab\tand\nnew line"]
 )
@@ -32,7 +42,10 @@ def random_head_pipeline(arch: str, path) -> str:
     backbone = make_backbone(path / "backbone", arch)
     config = spacy.util.load_config(TRF_CONFIG, overrides={"paths.backbone": str(backbone)}, interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}}) for t, label in toy_examples(2)]
+    examples = [
+        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
+        for t, label in toy_examples(2)
+    ]
     nlp.initialize(lambda: examples)
     rng = np.random.default_rng(0)
     for node in nlp.get_pipe("textcat").model.walk():
@@ -48,11 +61,14 @@ def pipeline(request, tmp_path_factory):
     return random_head_pipeline(request.param, tmp_path_factory.mktemp(request.param))
 
 
-@pytest.mark.parametrize("options", [
-    {},  # float32, the pipeline's own batch budget
-    {"sort_by_length": True, "batch_tokens": 24},  # many small length buckets
-    {"sort_by_length": True, "inference_mode": True, "quantize": "bf16"},  # padded wordpieces, bf16 Linear layers
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # float32, the pipeline's own batch budget
+        {"sort_by_length": True, "batch_tokens": 24},  # many small length buckets
+        {"sort_by_length": True, "inference_mode": True, "quantize": "bf16"},  # padded wordpieces, bf16 Linear layers
+    ],
+)
 def test_fast_path_gives_the_scores_of_nlp_pipe(pipeline, options):
     reference = from_directory(pipeline, SpeedOptions.as_trained(**options))
     assert reference.fast_path is None

@@ -1,13 +1,13 @@
 """The GPU paths: training through configs/trf.cfg with a GPU id, and the
 component on the GPU. Skipped where torch sees no CUDA device (see conftest);
 run on a GPU machine with `pytest -m gpu`."""
+
 import pytest
 import spacy
-
-from spacy_emotion.labels import LABELS
-
 from conftest import TRF_CONFIG, train_tiny
 from tiny import toy_examples
+
+from spacy_emotion.labels import LABELS
 
 pytestmark = pytest.mark.gpu
 
@@ -16,7 +16,7 @@ TEXTS = [t for t, _ in toy_examples(4, seed=3)]
 
 @pytest.fixture(scope="module")
 def gpu():
-    from thinc.api import require_gpu, require_cpu
+    from thinc.api import require_cpu, require_gpu
 
     require_gpu(0)
     yield 0
@@ -28,10 +28,16 @@ def test_trf_config_trains_on_gpu(gpu, mixed_precision, tiny_bert, toy_corpus, t
     import cupy
     import torch
 
-    best = train_tiny(TRF_CONFIG, toy_corpus, tmp_path, {
-        "paths.backbone": str(tiny_bert),
-        "components.transformer.model.mixed_precision": mixed_precision,
-    }, use_gpu=gpu)
+    best = train_tiny(
+        TRF_CONFIG,
+        toy_corpus,
+        tmp_path,
+        {
+            "paths.backbone": str(tiny_bert),
+            "components.transformer.model.mixed_precision": mixed_precision,
+        },
+        use_gpu=gpu,
+    )
     nlp = spacy.load(best)
     hf_model = nlp.get_pipe("transformer").model.transformer
     assert next(hf_model.parameters()).device.type == "cuda"

@@ -1,4 +1,5 @@
 """benchmarks/load_test.py: a smoke run on loopback, loopback-only, errors counted."""
+
 import importlib.util
 import json
 import subprocess
@@ -6,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from live_server import serving
 
 from spacy_emotion.serving.classify import build_pipeline
@@ -35,7 +35,9 @@ def run_script(*args, timeout=300):
 def test_smoke_run(nlp, tmp_path, batching):
     app = create_app(nlp, batching=batching)
     with serving(app) as url:
-        proc = run_script("--url", url, "--requests", "60", "--concurrency", "8", "--json", str(tmp_path / "r.json"), "--markdown")
+        proc = run_script(
+            "--url", url, "--requests", "60", "--concurrency", "8", "--json", str(tmp_path / "r.json"), "--markdown"
+        )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     (result,) = json.loads((tmp_path / "r.json").read_text())
     assert (result["requests"], result["ok"], result["errors"], result["timed_out"]) == (60, 60, 0, False)
@@ -61,7 +63,18 @@ def test_failed_requests_are_counted_and_fail_the_run(nlp):
 def test_a_timed_out_run_fails_and_reports_no_batch_figure(nlp, tmp_path):
     app = create_app(nlp)
     with serving(app) as url:
-        proc = run_script("--url", url, "--requests", "100000", "--concurrency", "4", "--timeout", "0.5", "--json", str(tmp_path / "r.json"))
+        proc = run_script(
+            "--url",
+            url,
+            "--requests",
+            "100000",
+            "--concurrency",
+            "4",
+            "--timeout",
+            "0.5",
+            "--json",
+            str(tmp_path / "r.json"),
+        )
     assert proc.returncode == 1
     (result,) = json.loads((tmp_path / "r.json").read_text())
     assert result["timed_out"] is True and result["ok"] < 100000

@@ -1,4 +1,5 @@
 """Metrics against a case computed by hand."""
+
 import pytest
 
 from spacy_emotion.training.metrics import compute_metrics

@@ -7,28 +7,31 @@ must give the as-trained probabilities; saving must write the torch weights.
 Float32 tolerance: ONNX Runtime fuses and reorders sums (measured ~1e-6 on
 these tiny models); int8: see test_speed_options.
 """
+
 import builtins
 
 import numpy as np
 import pytest
 import spacy
 import torch
+from tiny import ARCHITECTURES, make_backbone, toy_examples
 
 from spacy_emotion.component import onnx_runtime
-from spacy_emotion.labels import LABELS
 from spacy_emotion.component.predictors import HFPredictor, SpacyPredictor
 from spacy_emotion.component.speed import SpeedOptions
-
-from tiny import ARCHITECTURES, make_backbone, toy_examples
+from spacy_emotion.labels import LABELS
 
 pytest.importorskip("onnxruntime")
 
 FLOAT32 = 1e-4
 LOW_PRECISION = 0.02
-TEXTS = (
-    [t for t, _ in toy_examples(3, seed=5)]
-    + ["", "i adore you", "i feel so happy " * 40, "scared", "i am " + "very " * 30 + "angry"]
-)
+TEXTS = [t for t, _ in toy_examples(3, seed=5)] + [
+    "",
+    "i adore you",
+    "i feel so happy " * 40,
+    "scared",
+    "i am " + "very " * 30 + "angry",
+]
 AS_TRAINED = SpeedOptions.as_trained().to_dict()
 
 
@@ -88,11 +91,14 @@ def as_trained(trained_pipeline):
     return probs(classifier(trained_pipeline, **AS_TRAINED), TEXTS)
 
 
-@pytest.mark.parametrize("settings,tolerance", [
-    ({**AS_TRAINED, "runtime": "onnx"}, FLOAT32),
-    ({"runtime": "onnx"}, FLOAT32),  # the other defaults: length buckets, inference mode, "auto" = float32
-    ({"runtime": "onnx", "quantize": "int8", "torch_threads": 1}, LOW_PRECISION),
-])
+@pytest.mark.parametrize(
+    "settings,tolerance",
+    [
+        ({**AS_TRAINED, "runtime": "onnx"}, FLOAT32),
+        ({"runtime": "onnx"}, FLOAT32),  # the other defaults: length buckets, inference mode, "auto" = float32
+        ({"runtime": "onnx", "quantize": "int8", "torch_threads": 1}, LOW_PRECISION),
+    ],
+)
 def test_component_onnx_gives_as_trained_probabilities(trained_pipeline, as_trained, settings, tolerance):
     nlp = classifier(trained_pipeline, **settings)
     got = probs(nlp, TEXTS)
@@ -128,12 +134,15 @@ def test_hf_checkpoint_onnx(arch, tmp_path):
     assert np.abs(predictor.predict(TEXTS) - expected).max() < FLOAT32
 
 
-@pytest.mark.parametrize("settings", [
-    {"runtime": "onnx", "quantize": "bf16"},
-    {"runtime": "onnx", "quantize": "bf16-full"},
-    {"runtime": "onnx", "quantize": "none", "autocast": "bf16"},
-    {"runtime": "tensorrt"},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"runtime": "onnx", "quantize": "bf16"},
+        {"runtime": "onnx", "quantize": "bf16-full"},
+        {"runtime": "onnx", "quantize": "none", "autocast": "bf16"},
+        {"runtime": "tensorrt"},
+    ],
+)
 def test_onnx_bad_combinations(settings):
     with pytest.raises(ValueError, match="runtime"):
         SpeedOptions(**settings)

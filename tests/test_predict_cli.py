@@ -1,4 +1,5 @@
 """`spacy-emotion predict`: terminal and JSON output, options, exit codes."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,8 @@ from typer.testing import CliRunner
 
 from spacy_emotion.cli import app
 from spacy_emotion.cli.predict import bar
-from spacy_emotion.serving.classify import build_pipeline, classify_one
 from spacy_emotion.labels import LABELS
+from spacy_emotion.serving.classify import build_pipeline, classify_one
 
 TEXT = "i feel so happy today. but i am scared of tomorrow."
 
@@ -88,7 +89,8 @@ def test_text_that_is_not_utf8_exits_2(model):
     assert result.exit_code == 2 and "not valid UTF-8 text: character 5 is the byte 0xFF" in result.output
     proc = subprocess.run(  # the real process: argv bytes decoded with surrogateescape
         [sys.executable.encode(), b"-m", b"spacy_emotion", b"predict", b"ok", b"caf\xe9", b"--model", model.encode()],
-        capture_output=True, timeout=300,
+        capture_output=True,
+        timeout=300,
     )
     assert proc.returncode == 2 and b"Text 2 is not valid UTF-8 text" in proc.stdout + proc.stderr
 
@@ -101,7 +103,9 @@ def test_module_entry_point(model):
     """The real process: `python -m spacy_emotion predict` (what the console script runs)."""
     proc = subprocess.run(
         [sys.executable, "-m", "spacy_emotion", "predict", "i am glad", "--model", model, "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert list(json.loads(proc.stdout)["cats"]) == list(LABELS)

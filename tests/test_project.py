@@ -1,4 +1,5 @@
 """The project workflow end to end on a smoke run, and the built wheel in a fresh venv."""
+
 import json
 import shutil
 import subprocess
@@ -8,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import srsly
+from conftest import ROOT
 
 from spacy_emotion.cli.train import last_step_eval_frequency
 from spacy_emotion.labels import LABELS
-
-from conftest import ROOT
 
 NAME = "emotiontest"  # a package name no real run uses
 
@@ -30,12 +30,20 @@ def project(tmp_path_factory, toy_folder, tiny_bert):
     shutil.copy(ROOT / "project.yml", root)
     shutil.copytree(ROOT / "configs", root / "configs")
     overrides = [
-        "--vars.name", NAME, "--vars.data", str(toy_folder), "--vars.limit", "30",
-        "--vars.backbone", str(tiny_bert),
+        "--vars.name",
+        NAME,
+        "--vars.data",
+        str(toy_folder),
+        "--vars.limit",
+        "30",
+        "--vars.backbone",
+        str(tiny_bert),
     ]
     logs = {}
     for command in ("convert", "train", "evaluate", "package"):
-        logs[command] = run([sys.executable, "-m", "spacy", "project", "run", command, ".", *overrides], cwd=root).stdout
+        logs[command] = run(
+            [sys.executable, "-m", "spacy", "project", "run", command, ".", *overrides], cwd=root
+        ).stdout
     return root, logs
 
 
@@ -57,7 +65,10 @@ def test_a_smoke_run_is_evaluated_at_its_last_step(project):
     root, logs = project
     assert "evaluating at step 2 as well" in logs["train"]
     rows = [line.split() for line in logs["train"].splitlines() if line.strip()[:1].isdigit()]
-    assert [row[1] for row in rows if len(row) > 2 and row[1].isdigit()] == ["0", "2"]  # the evaluation rows: epoch, step, ...
+    assert [row[1] for row in rows if len(row) > 2 and row[1].isdigit()] == [
+        "0",
+        "2",
+    ]  # the evaluation rows: epoch, step, ...
     assert (root / "training" / "trf" / "model-best" / "meta.json").is_file()
 
 
@@ -99,17 +110,25 @@ def test_wheel_in_fresh_venv(project, tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     py = venv / "bin" / "python"
-    site = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip())
+    site = Path(
+        run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip()
+    )
     (site / "parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])], cwd=tmp_path)
+    run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])],
+        cwd=tmp_path,
+    )
     code = (
         "import json, spacy\n"
         f"nlp = spacy.load('en_{NAME}_trf')\n"
         "import importlib; mod = importlib.import_module(nlp.meta['lang'] + '_' + nlp.meta['name'])\n"
         "doc = nlp('i feel so happy today')\n"
-        "print(json.dumps({'file': mod.__file__, 'cats': doc.cats, 'requirements': nlp.meta.get('requirements', [])}))\n"
+        "reqs = nlp.meta.get('requirements', [])\n"
+        "print(json.dumps({'file': mod.__file__, 'cats': doc.cats, 'requirements': reqs}))\n"
     )
     out = json.loads(run([str(py), "-c", code], cwd=tmp_path).stdout.strip().splitlines()[-1])
     assert out["file"].startswith(str(site))
     assert set(out["cats"]) == set(LABELS)
-    assert any(r.startswith("spacy-emotion") or r.startswith("spacy_emotion") for r in out["requirements"]), out["requirements"]
+    assert any(r.startswith("spacy-emotion") or r.startswith("spacy_emotion") for r in out["requirements"]), out[
+        "requirements"
+    ]

@@ -1,4 +1,5 @@
 """Every entry point the package declares resolves to the registered function of that name."""
+
 from importlib.metadata import entry_points
 
 import pytest

@@ -1,4 +1,5 @@
 """Pipelines saved by an earlier release still load and give the same scores."""
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The REST API: contract, validation (422), limits (413) and request batching."""
+
 import asyncio
 
 import pytest
@@ -12,10 +13,10 @@ except ImportError:
 
 from spacy_emotion import __version__
 from spacy_emotion.cli import app as cli_app
-from spacy_emotion.serving.classify import build_pipeline, classify, classify_one
-from spacy_emotion.labels import LABELS
-from spacy_emotion.serving.rest import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
 from spacy_emotion.component.speed import SpeedOptions
+from spacy_emotion.labels import LABELS
+from spacy_emotion.serving.classify import build_pipeline, classify, classify_one
+from spacy_emotion.serving.rest import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
 
 MAX_CHARS, MAX_BATCH = 120, 4
 TEXTS = ["i feel so happy today", "i am scared and nervous. but glad you came!", "i am furious", ""]
@@ -47,7 +48,9 @@ def test_health_and_labels(client, trained_pipeline):
     assert health["model"] == str(trained_pipeline) and health["backend"] == "spacy"
     assert health["limits"]["max_chars"] == MAX_CHARS and health["limits"]["max_batch"] == MAX_BATCH
     assert health["batching"]["enabled"] is True
-    assert health["runtime"] == "torch" and health["linear_layers"] == SpeedOptions().linear_format("cpu")  # "auto" on this CPU
+    assert health["runtime"] == "torch" and health["linear_layers"] == SpeedOptions().linear_format(
+        "cpu"
+    )  # "auto" on this CPU
     assert health["fast_path"] is True  # the trained pipeline runs batched
     assert client.get("/labels").json() == {"labels": list(LABELS)}
 
@@ -113,18 +116,27 @@ def test_invalid_requests_are_422(client, path, content):
 
 
 def test_422_messages_say_what_is_wrong(client):
-    assert "Malformed JSON" in client.post("/predict", content=b"{bad", headers={"Content-Type": "application/json"}).json()["message"]
+    assert (
+        "Malformed JSON"
+        in client.post("/predict", content=b"{bad", headers={"Content-Type": "application/json"}).json()["message"]
+    )
     assert client.post("/predict", json={"text": 5}).json()["message"] == "body.text: Input should be a valid string"
     assert "Extra inputs" in client.post("/predict", json={"text": "a", "lang": "de"}).json()["message"]
 
 
 def test_a_lone_surrogate_is_422_not_a_model_error(client):
     """JSON may escape a lone surrogate, which no UTF-8 text holds and spaCy's tokenizer rejects."""
-    response = client.post("/predict", content=b'{"text": "i feel \\ud800 glad"}', headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/predict", content=b'{"text": "i feel \\ud800 glad"}', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and "lone surrogate (U+D800)" in response.json()["detail"]
-    response = client.post("/predict/batch", content=b'{"texts": ["ok", "\\udfff"]}', headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/predict/batch", content=b'{"texts": ["ok", "\\udfff"]}', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["detail"].startswith("texts[1] is not valid UTF-8 text")
-    assert client.post("/predict", json={"text": "i feel \U0001F600 glad"}).status_code == 200  # a real astral character
+    assert (
+        client.post("/predict", json={"text": "i feel \U0001f600 glad"}).status_code == 200
+    )  # a real astral character
 
 
 def test_limits_are_413(client):
@@ -243,19 +255,25 @@ def test_serve_cli_fails_cleanly_without_a_model(tmp_path):
     assert "Can't load the emotion model" in result.output
 
 
-@pytest.mark.parametrize("command,blocked,extra", [
-    (["serve", "--model", "x"], "fastapi", "serve"),
-    (["explore", "out", "--data", "x"], "matplotlib", "reports"),
-    (["embeddings", "out", "--data", "x"], "umap", "reports"),
-    (["analyze", __file__, "out"], "matplotlib", "reports"),  # any existing file: the check comes first
-])
+@pytest.mark.parametrize(
+    "command,blocked,extra",
+    [
+        (["serve", "--model", "x"], "fastapi", "serve"),
+        (["explore", "out", "--data", "x"], "matplotlib", "reports"),
+        (["embeddings", "out", "--data", "x"], "umap", "reports"),
+        (["analyze", __file__, "out"], "matplotlib", "reports"),  # any existing file: the check comes first
+    ],
+)
 def test_a_missing_extra_is_named_with_its_pip_command(monkeypatch, command, blocked, extra):
     import sys
 
     monkeypatch.setitem(sys.modules, blocked, None)  # importlib finds no such module
     result = CliRunner().invoke(cli_app, command, terminal_width=200)
     assert result.exit_code == 2
-    assert f"needs the '{extra}' extra: {blocked}" in result.output and f'pip install "spacy-emotion[{extra}]"' in result.output
+    assert (
+        f"needs the '{extra}' extra: {blocked}" in result.output
+        and f'pip install "spacy-emotion[{extra}]"' in result.output
+    )
 
 
 def test_cpu_threads_apply_to_the_model_thread(nlp):

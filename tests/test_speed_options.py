@@ -12,19 +12,26 @@ differences are ~1e-3 (int8) and ~4e-4 (bf16); we allow 0.02 in any
 probability, and require the same label wherever the default's top two are
 more than 2 x 0.02 apart (a smaller margin may flip under any rounding).
 """
+
 import warnings
 
 import numpy as np
 import pytest
 import spacy
 import torch
-
-from spacy_emotion.labels import LABELS
-from spacy_emotion.component.pipe import DEFAULT_CONFIG
-from spacy_emotion.component.speed import Bf16Linear, SpeedOptions, TorchRuntime, amx_cpu, length_batches, native_bf16_cpu
-
 from conftest import TRF_CONFIG, train_tiny
 from tiny import ARCHITECTURES, make_backbone, toy_examples
+
+from spacy_emotion.component.pipe import DEFAULT_CONFIG
+from spacy_emotion.component.speed import (
+    Bf16Linear,
+    SpeedOptions,
+    TorchRuntime,
+    amx_cpu,
+    length_batches,
+    native_bf16_cpu,
+)
+from spacy_emotion.labels import LABELS
 
 TEXTS = (
     [t for t, _ in toy_examples(4, seed=21)]
@@ -62,7 +69,11 @@ def learned_pipeline(tiny_bert, toy_corpus, tmp_path_factory):
     so that its predictions depend on the text (labels to compare)."""
     out = tmp_path_factory.mktemp("learned")
     # a padded-batch budget of its own (not the component's batch_tokens), to see which one runs
-    settings = {"paths.backbone": str(tiny_bert), "training.max_epochs": 0, "components.transformer.max_batch_items": PIPELINE_BUDGET}
+    settings = {
+        "paths.backbone": str(tiny_bert),
+        "training.max_epochs": 0,
+        "components.transformer.max_batch_items": PIPELINE_BUDGET,
+    }
     return train_tiny(TRF_CONFIG, toy_corpus, out, settings)
 
 
@@ -173,7 +184,9 @@ def test_the_hf_checkpoint_is_not_uniform(hf_checkpoint):
     assert np.ptp(scored, axis=0).max() > 0.05 and np.abs(scored - 1 / len(LABELS)).max() > 0.1
 
 
-@pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
+@pytest.mark.parametrize(
+    "options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o)
+)
 def test_spacy_backend_option_keeps_results(learned_pipeline, options, tol):
     base_probs, base_labels = predict(classifier(learned_pipeline, **AS_TRAINED))
     fast = classifier(learned_pipeline, **settings(options))
@@ -183,7 +196,9 @@ def test_spacy_backend_option_keeps_results(learned_pipeline, options, tol):
     assert fast.get_pipe("emotion_classifier").predictor.options == SpeedOptions(**settings(options))
 
 
-@pytest.mark.parametrize("options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o))
+@pytest.mark.parametrize(
+    "options,tol", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) if isinstance(o, dict) else str(o)
+)
 def test_hf_backend_option_keeps_results(hf_checkpoint, options, tol):
     base_probs, base_labels = predict(classifier(hf_checkpoint, **AS_TRAINED))
     probs, labels = predict(classifier(hf_checkpoint, **settings(options)), batch_size=7)
@@ -193,14 +208,18 @@ def test_hf_backend_option_keeps_results(hf_checkpoint, options, tol):
 def test_options_are_applied(learned_pipeline, hf_checkpoint):
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-    nlp = classifier(learned_pipeline, quantize="int8", inference_mode=True, sort_by_length=True, batch_tokens=100, torch_threads=1)
+    nlp = classifier(
+        learned_pipeline, quantize="int8", inference_mode=True, sort_by_length=True, batch_tokens=100, torch_threads=1
+    )
     predictor = nlp.get_pipe("emotion_classifier").predictor
     module = predictor.torch_module()
     assert any(isinstance(m, Int8Linear) for m in module.modules())
     assert not any(type(m) is torch.nn.Linear for m in module.modules())
     assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == 100
     modes, threads = [], []
-    handle = module.register_forward_pre_hook(lambda m, a: modes.append(torch.is_inference_mode_enabled()) or threads.append(torch.get_num_threads()))
+    handle = module.register_forward_pre_hook(
+        lambda m, a: modes.append(torch.is_inference_mode_enabled()) or threads.append(torch.get_num_threads())
+    )
     nlp("i feel happy")
     handle.remove()
     assert modes and all(modes)
@@ -278,7 +297,9 @@ def test_torch_threads_apply_to_the_components_own_calls_only(learned_pipeline):
     seen = {}
     for name, nlp in (("one", one), ("default", default)):
         module = nlp.get_pipe("emotion_classifier").predictor.torch_module()
-        module.register_forward_pre_hook(lambda m, a, name=name: seen.setdefault(name, set()).add(torch.get_num_threads()))
+        module.register_forward_pre_hook(
+            lambda m, a, name=name: seen.setdefault(name, set()).add(torch.get_num_threads())
+        )
     for _ in range(2):
         one("i feel happy")
         assert torch.get_num_threads() == 2
@@ -291,7 +312,9 @@ def test_sort_by_length_restores_order_across_many_buckets(learned_pipeline, hf_
     for model in (learned_pipeline, hf_checkpoint):
         default = classifier(model, **AS_TRAINED)
         expected = np.asarray([[default(t).cats[k] for k in LABELS] for t in texts])
-        probs, _ = predict(classifier(model, **{**AS_TRAINED, "sort_by_length": True, "batch_tokens": 20}), texts, batch_size=40)
+        probs, _ = predict(
+            classifier(model, **{**AS_TRAINED, "sort_by_length": True, "batch_tokens": 20}), texts, batch_size=40
+        )
         assert probs == pytest.approx(expected, abs=FLOAT32)
 
 
@@ -314,7 +337,10 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quan
     # the saved model is the float one: loaded as trained it predicts like the original
     plain = spacy.load(tmp_path / "saved", config={"components": {"emotion_classifier": {**AS_TRAINED}}})
     assert plain.get_pipe("emotion_classifier").predictor.options == SpeedOptions.as_trained()
-    assert plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == PIPELINE_BUDGET
+    assert (
+        plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").cfg["max_batch_items"]
+        == PIPELINE_BUDGET
+    )
     base_probs, _ = predict(classifier(learned_pipeline, **AS_TRAINED))
     assert predict(plain)[0] == pytest.approx(base_probs, abs=1e-6)
     # loaded as saved, it runs quantized again
@@ -328,9 +354,13 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quan
 @pytest.mark.parametrize(
     "bad",
     [
-        {"quantize": "int4"}, {"autocast": "fp8"}, {"quantize": "int8", "autocast": "bf16"}, {"quantize": "bf16", "autocast": "fp16"},
+        {"quantize": "int4"},
+        {"autocast": "fp8"},
+        {"quantize": "int8", "autocast": "bf16"},
+        {"quantize": "bf16", "autocast": "fp16"},
         {"quantize": "bf16-full", "autocast": "bf16"},
-        {"torch_threads": -1}, {"batch_tokens": 0},
+        {"torch_threads": -1},
+        {"batch_tokens": 0},
     ],
 )
 def test_bad_settings_are_clear_errors(bad):
@@ -375,7 +405,10 @@ def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path,
     predictor = nlp.get_pipe("emotion_classifier").predictor
     tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
     assert isinstance(tokenizer, PreTrainedTokenizerFast)
-    lengths = [len(tokenizer(texts, padding="longest")["input_ids"][0]) for texts in (["i"], ["i am " + "very " * 20 + "sad", "ok"])]
+    lengths = [
+        len(tokenizer(texts, padding="longest")["input_ids"][0])
+        for texts in (["i"], ["i am " + "very " * 20 + "sad", "ok"])
+    ]
     assert lengths == [WORDPIECE_MULTIPLE, 2 * WORDPIECE_MULTIPLE]  # 3 and 25 wordpieces, padded
     # saving goes through the plain tokenizer class; the padding comes back afterwards
     nlp.to_disk(tmp_path / "saved")

@@ -5,6 +5,7 @@ Playwright's Python client; it never downloads a browser. It is skipped, with
 the reason, when either is missing. Screenshots go to pytest's tmp_path, or to
 $SPACY_EMOTION_SCREENSHOTS when set.
 """
+
 import os
 import re
 import shutil
@@ -12,18 +13,23 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from live_server import serving
 from fastapi.testclient import TestClient
+from live_server import serving
 
-from spacy_emotion.serving.classify import build_pipeline, classify_one
 from spacy_emotion.labels import LABELS
+from spacy_emotion.serving.classify import build_pipeline, classify_one
 from spacy_emotion.serving.rest import STATIC_DIR, create_app
 
 CHROMIUM = os.environ.get("SPACY_EMOTION_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 MAX_CHARS = 300
 TEXT = "i feel so happy today. but i am scared of tomorrow! why am i so angry"
@@ -45,7 +51,10 @@ def test_page_and_assets_are_served(app):
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         for asset in re.findall(r'(?:href|src)="(static/[^"]+)"', page.text):
             assert client.get("/" + asset).status_code == 200, asset
-        assert client.get("/static/app.js").headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
+        assert client.get("/static/app.js").headers["content-type"].split(";")[0] in (
+            "text/javascript",
+            "application/javascript",
+        )
 
 
 def test_no_external_resources():
@@ -68,7 +77,9 @@ def browser_or_skip():
     try:
         from playwright.sync_api import sync_playwright  # noqa: F401
     except ImportError:
-        pytest.skip("playwright is not installed: pip install playwright (the browser is Debian's chromium, no download)")
+        pytest.skip(
+            "playwright is not installed: pip install playwright (the browser is Debian's chromium, no download)"
+        )
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set SPACY_EMOTION_CHROMIUM)")
     return sync_playwright

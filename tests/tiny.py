@@ -3,6 +3,7 @@
 Nothing here downloads: vocabularies are written or trained on the toy texts,
 and models are built from small configs.
 """
+
 import json
 import random
 from pathlib import Path
@@ -64,7 +65,9 @@ def _bpe_tokenizer(path: Path, roberta: bool):
     tok = Tokenizer(models.BPE(unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     texts = [t for t, _ in toy_examples(10)] + [" ".join(_words())]
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(
@@ -73,8 +76,16 @@ def _bpe_tokenizer(path: Path, roberta: bool):
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     common = dict(
-        tokenizer_object=tok, bos_token=cls, eos_token=sep, cls_token=cls, sep_token=sep, pad_token=pad,
-        unk_token=unk, mask_token=mask, model_max_length=512, model_input_names=["input_ids", "attention_mask"],
+        tokenizer_object=tok,
+        bos_token=cls,
+        eos_token=sep,
+        cls_token=cls,
+        sep_token=sep,
+        pad_token=pad,
+        unk_token=unk,
+        mask_token=mask,
+        model_max_length=512,
+        model_input_names=["input_ids", "attention_mask"],
     )
     fast = RobertaTokenizerFast(**common) if roberta else PreTrainedTokenizerFast(**common)
     path.mkdir(parents=True, exist_ok=True)
@@ -98,7 +109,12 @@ def make_backbone(path: Path, arch: str = "bert", num_labels: int = 0, id2label:
     """
     import torch
     from transformers import (
-        AutoModel, AutoModelForSequenceClassification, BertConfig, DistilBertConfig, ModernBertConfig, RobertaConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        BertConfig,
+        DistilBertConfig,
+        ModernBertConfig,
+        RobertaConfig,
     )
 
     torch.manual_seed(0)
@@ -109,17 +125,47 @@ def make_backbone(path: Path, arch: str = "bert", num_labels: int = 0, id2label:
         tok = _bpe_tokenizer(path, roberta=arch == "roberta")
     vocab = len(tok)
     if arch == "bert":
-        config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+        config = BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+        )
     elif arch == "distilbert":
-        config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=512)
+        config = DistilBertConfig(
+            vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=512
+        )
     elif arch == "roberta":
-        config = RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                               max_position_embeddings=514, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
+        config = RobertaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=514,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.cls_token_id,
+            eos_token_id=tok.sep_token_id,
+        )
     elif arch == "modernbert":
-        config = ModernBertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                  max_position_embeddings=512, pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
-                                  sep_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                                  global_attn_every_n_layers=2, local_attention=64, reference_compile=False)
+        config = ModernBertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            pad_token_id=tok.pad_token_id,
+            cls_token_id=tok.cls_token_id,
+            sep_token_id=tok.sep_token_id,
+            bos_token_id=tok.cls_token_id,
+            eos_token_id=tok.sep_token_id,
+            global_attn_every_n_layers=2,
+            local_attention=64,
+            reference_compile=False,
+        )
     else:
         raise ValueError(arch)
     if num_labels:
@@ -143,7 +189,9 @@ def write_txt_split(path: Path, examples: List[Tuple[str, str]]) -> Path:
 
 
 def write_jsonl_split(path: Path, examples: List[Tuple[str, str]]) -> Path:
-    path.write_text("".join(json.dumps({"text": t, "label": LABELS.index(l)}) + "\n" for t, l in examples), encoding="utf8")
+    path.write_text(
+        "".join(json.dumps({"text": t, "label": LABELS.index(l)}) + "\n" for t, l in examples), encoding="utf8"
+    )
     return path
 
 

@@ -9,6 +9,7 @@ time limit during training keeps the inference results. This joins them
 functions, and marks every results file as measured on a randomly initialised
 backbone (speed and memory only).
 """
+
 import argparse
 import copy
 import json
@@ -58,7 +59,10 @@ def main() -> None:
         md = Path(part).with_suffix(".md")
         if md.is_file() and NOTE not in md.read_text(encoding="utf8"):
             md.write_text(banner + md.read_text(encoding="utf8"), encoding="utf8")
-    print(f"[merge] {out / 'results.json'}, {out / 'results.md'} (inference: {infer is not None}, training: {train is not None})")
+    print(
+        f"[merge] {out / 'results.json'}, {out / 'results.md'} (inference: {infer is not None}, training: "
+        f"{train is not None})"
+    )
     print(banner + bench.markdown(merged))
 
 

@@ -10,6 +10,7 @@ accuracy they do: figures measured on it are speed and memory only.
 WORK/corpus: train.spacy, dev.spacy and test.spacy from the carried .jsonl
 splits (spacy_emotion.training.corpus.convert; --limit N keeps N examples per split).
 """
+
 import argparse
 import shutil
 import sys
@@ -18,8 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-NOTE = ("RANDOM WEIGHTS: the MiniLM-L6 backbone here is randomly initialised (its config and tokenizer, not its "
-        "trained weights), so labels and accuracy are meaningless; the figures are speed and memory only.")
+NOTE = (
+    "RANDOM WEIGHTS: the MiniLM-L6 backbone here is randomly initialised (its config and tokenizer, not its "
+    "trained weights), so labels and accuracy are meaningless; the figures are speed and memory only."
+)
 
 
 def main() -> None:
@@ -49,8 +52,11 @@ def main() -> None:
     (target / "RANDOM_INIT.txt").write_text(NOTE + "\n", encoding="utf8")
     tok = AutoTokenizer.from_pretrained(str(target))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[prep] {target}: {type(model).__name__} {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
-          f"vocab {config.vocab_size} (tokenizer {len(tok)}), {n_params / 1e6:.1f} M parameters, {time.perf_counter() - started:.1f} s")
+    print(
+        f"[prep] {target}: {type(model).__name__} {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+        f"vocab {config.vocab_size} (tokenizer {len(tok)}), {n_params / 1e6:.1f} M parameters, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     print(f"[prep] {NOTE}")
 
     from spacy_emotion.training.corpus import convert

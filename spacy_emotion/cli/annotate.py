@@ -1,4 +1,5 @@
 """`spacy-emotion annotate`: classify every row of a .txt/.jsonl/.csv file."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -17,20 +18,34 @@ EXIT_INTERRUPTED = 130
 def annotate_cli(
     input_path: Path = typer.Argument(..., metavar="INPUT", help=".txt (one text a line), .jsonl or .csv"),
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help=".jsonl or .csv"),
-    model: str = typer.Option("en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"),
+    model: str = typer.Option(
+        "en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"
+    ),
     text_field: str = typer.Option("text", "--text-field", help="Field holding the text (.jsonl input)"),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the text (.csv input)"),
-    id_field: str = typer.Option("id", "--id-field", "--id-column", help="Field/column copied to the output as 'id' when present"),
+    id_field: str = typer.Option(
+        "id", "--id-field", "--id-column", help="Field/column copied to the output as 'id' when present"
+    ),
     sentences: bool = typer.Option(False, "--sentences", "-s", help="Also classify every sentence"),
-    threshold: float = typer.Option(0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"),
+    threshold: float = typer.Option(
+        0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"
+    ),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Rows per model call and per checkpoint"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads on the CPU (0: torch's default, one per core)"),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="torch threads on the CPU (0: torch's default, one per core)"
+    ),
     runtime: str = RUNTIME_OPTION,
     quantize: str = QUANTIZE_OPTION,
-    errors: Optional[Path] = typer.Option(None, "--errors", help="Errors file (.jsonl); default: OUTPUT with the suffix .errors.jsonl"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start again: discard an existing output, errors file and checkpoint"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (bytes read, rate, ETA, rows) on a terminal"),
+    errors: Optional[Path] = typer.Option(
+        None, "--errors", help="Errors file (.jsonl); default: OUTPUT with the suffix .errors.jsonl"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start again: discard an existing output, errors file and checkpoint"
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar (bytes read, rate, ETA, rows) on a terminal"
+    ),
 ) -> None:
     """Annotate every row of INPUT with emotions into OUTPUT, streaming and resumable.
 
@@ -51,8 +66,15 @@ def annotate_cli(
     if input_path.suffix.lower() != ".csv" and text_column != "text":
         msg.fail("--text-column is for .csv input; use --text-field for .jsonl", exits=EXIT_BAD_JOB)
     job = Job(
-        input=input_path, output=output_path, model=model, threshold=threshold, text_key=text_key,
-        id_key=id_field, sentences=sentences, batch_size=batch_size, errors=errors,
+        input=input_path,
+        output=output_path,
+        model=model,
+        threshold=threshold,
+        text_key=text_key,
+        id_key=id_field,
+        sentences=sentences,
+        batch_size=batch_size,
+        errors=errors,
     )
     try:
         resume = check_job(job, overwrite)  # fail before the (slow) model load

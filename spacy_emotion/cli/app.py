@@ -1,5 +1,6 @@
 """The typer app that every command module registers its commands on, and
 the options several commands share."""
+
 import importlib.util
 from typing import Any, Dict
 
@@ -23,10 +24,13 @@ def main() -> None:
 
 
 RUNTIME_OPTION = typer.Option(
-    "torch", "--runtime", help=f"What runs the transformer: {' or '.join(RUNTIMES)} (ONNX Runtime on the CPU; needs the onnx extra)"
+    "torch",
+    "--runtime",
+    help=f"What runs the transformer: {' or '.join(RUNTIMES)} (ONNX Runtime on the CPU; needs the onnx extra)",
 )
 QUANTIZE_OPTION = typer.Option(
-    "auto", "--quantize",
+    "auto",
+    "--quantize",
     help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16-full on CPUs with native bf16, "
     "else float32; bf16-full: the whole transformer in bf16, bf16: its Linear layers)",
 )
@@ -46,7 +50,8 @@ def require_extra(extra: str, *modules: str) -> None:
     if missing:
         msg.fail(
             f"This command needs the '{extra}' extra: {', '.join(missing)} not installed",
-            f'pip install "spacy-emotion[{extra}]"', exits=2,
+            f'pip install "spacy-emotion[{extra}]"',
+            exits=2,
         )
 
 

@@ -1,4 +1,5 @@
 """`spacy-emotion convert`: dataset to DocBin corpora."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +15,9 @@ from .app import app
 def convert_cli(
     output_dir: Path = typer.Argument(..., help="Folder for train.spacy, dev.spacy, test.spacy"),
     data: str = typer.Option("auto", "--data", help="'auto' (the Hub, else --fallback), 'hub', or a local folder"),
-    fallback: Optional[Path] = typer.Option(None, "--fallback", help="Local data folder used by 'auto' when the Hub is unreachable"),
+    fallback: Optional[Path] = typer.Option(
+        None, "--fallback", help="Local data folder used by 'auto' when the Hub is unreachable"
+    ),
     limit: int = typer.Option(0, "--limit", help="Reproducible sample of N examples per split (0 = all)"),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip and count bad rows instead of failing"),
     lang: str = typer.Option("en", "--lang", help="Language of the tokenizer"),

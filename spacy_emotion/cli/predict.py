@@ -1,4 +1,5 @@
 """`spacy-emotion predict`: classify texts given on the command line."""
+
 import json
 import sys
 from typing import Any, Dict, List
@@ -41,8 +42,12 @@ def show(text: str, result: Dict[str, Any], threshold: float) -> None:
 @app.command("predict")
 def predict_cli(
     texts: List[str] = typer.Argument(..., help="Text(s) to classify; '-' reads one text from standard input"),
-    model: str = typer.Option("en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"),
-    threshold: float = typer.Option(0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"),
+    model: str = typer.Option(
+        "en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"
+    ),
+    threshold: float = typer.Option(
+        0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"
+    ),
     sentences: bool = typer.Option(False, "--sentences", "-s", help="Also classify every sentence"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per text on stdout (JSON lines)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
@@ -60,7 +65,11 @@ def predict_cli(
     for i, text in enumerate(texts, start=1):
         error = invalid_text(text)
         if error:
-            msg.fail(f"Text {i} is {error}", "Give UTF-8 text (a terminal or file in another encoding can't be read).", exits=2)
+            msg.fail(
+                f"Text {i} is {error}",
+                "Give UTF-8 text (a terminal or file in another encoding can't be read).",
+                exits=2,
+            )
     try:
         nlp = build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed_config(runtime, quantize))
     except LOAD_ERRORS as err:

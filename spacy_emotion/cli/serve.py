@@ -1,4 +1,5 @@
 """`spacy-emotion serve`: the REST API and the web page."""
+
 import typer
 from wasabi import msg
 
@@ -10,17 +11,37 @@ MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
 
 @app.command("serve")
 def serve_cli(
-    model: str = typer.Option("en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"),
+    model: str = typer.Option(
+        "en_emotion_trf", "--model", "-m", help="Trained pipeline directory, package name or HF checkpoint directory"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the API to the network"),
     port: int = typer.Option(8000, "--port", "-p", help="TCP port"),
-    threshold: float = typer.Option(0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"),
+    threshold: float = typer.Option(
+        0.0, "--threshold", "-t", min=0.0, max=1.0, help="Below this probability no emotion is given"
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
     max_chars: int = typer.Option(MAX_CHARS, "--max-chars", min=1, help="Characters per text (413 beyond)"),
-    max_batch: int = typer.Option(MAX_BATCH, "--max-batch", min=1, help="Texts per /predict/batch request (413 beyond)"),
-    batching: bool = typer.Option(True, "--batching/--no-batching", help="Group concurrent requests into one model call"),
-    batch_wait_ms: float = typer.Option(BATCH_WAIT_MS, "--batch-wait-ms", min=0.0, help="Wait for more requests before a model call (0: group only what queued while the model was busy)"),
-    max_batch_texts: int = typer.Option(MAX_BATCH_TEXTS, "--max-batch-texts", min=1, help="Texts per grouped model call"),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch threads for the model (0: torch's default, one per core; 1 is often faster on a busy machine)"),
+    max_batch: int = typer.Option(
+        MAX_BATCH, "--max-batch", min=1, help="Texts per /predict/batch request (413 beyond)"
+    ),
+    batching: bool = typer.Option(
+        True, "--batching/--no-batching", help="Group concurrent requests into one model call"
+    ),
+    batch_wait_ms: float = typer.Option(
+        BATCH_WAIT_MS,
+        "--batch-wait-ms",
+        min=0.0,
+        help="Wait for more requests before a model call (0: group only what queued while the model was busy)",
+    ),
+    max_batch_texts: int = typer.Option(
+        MAX_BATCH_TEXTS, "--max-batch-texts", min=1, help="Texts per grouped model call"
+    ),
+    threads: int = typer.Option(
+        0,
+        "--threads",
+        min=0,
+        help="torch threads for the model (0: torch's default, one per core; 1 is often faster on a busy machine)",
+    ),
     runtime: str = RUNTIME_OPTION,
     quantize: str = QUANTIZE_OPTION,
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level"),
@@ -32,9 +53,16 @@ def serve_cli(
 
     try:
         api = create_app(
-            model, threshold=threshold, gpu_id=gpu_id, max_chars=max_chars, max_batch=max_batch,
-            batching=batching, batch_wait_ms=batch_wait_ms, max_batch_texts=max_batch_texts,
-            cpu_threads=threads, speed=speed_config(runtime, quantize),
+            model,
+            threshold=threshold,
+            gpu_id=gpu_id,
+            max_chars=max_chars,
+            max_batch=max_batch,
+            batching=batching,
+            batch_wait_ms=batch_wait_ms,
+            max_batch_texts=max_batch_texts,
+            cpu_threads=threads,
+            speed=speed_config(runtime, quantize),
         )
     except LOAD_ERRORS as err:
         msg.fail(f"Can't load the emotion model: {err}", exits=2)

@@ -9,6 +9,7 @@ steps such a run will take and, for it alone, sets `training.eval_frequency`
 to its last step, so that step is evaluated (and saved if best). Every other
 run is `spacy train` unchanged.
 """
+
 import logging
 import math
 from pathlib import Path
@@ -31,7 +32,11 @@ def last_step(training: Dict[str, Any], n_train: int) -> Optional[int]:
     """
     batcher = training["batcher"]
     size = batcher.get("size")
-    if batcher.get("@batchers") != "spacy.batch_by_sequence.v1" or batcher.get("get_length") is not None or not isinstance(size, int):
+    if (
+        batcher.get("@batchers") != "spacy.batch_by_sequence.v1"
+        or batcher.get("get_length") is not None
+        or not isinstance(size, int)
+    ):
         return None  # batches of varying count: the number of steps is not known in advance
     if n_train <= 0:
         return None
@@ -77,7 +82,11 @@ def train_cli(
         config = load_config(config_path, overrides=overrides, interpolate=True)
     corpus = config["corpora"]["train"]
     n_train = 0
-    if corpus.get("@readers") == "spacy.Corpus.v1" and not corpus.get("max_length") and Path(str(corpus["path"])).is_file():
+    if (
+        corpus.get("@readers") == "spacy.Corpus.v1"
+        and not corpus.get("max_length")
+        and Path(str(corpus["path"])).is_file()
+    ):
         n_train = len(DocBin().from_disk(corpus["path"]))
         if corpus.get("limit"):
             n_train = min(n_train, corpus["limit"])

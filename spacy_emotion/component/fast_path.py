@@ -23,6 +23,7 @@ The scores are the pipeline's own to float rounding (checked by the tests on
 every architecture). Only the pipelines it can run this exactly take it:
 see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
 """
+
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -71,7 +72,11 @@ class BatchedTextcat:
         layers = _flatten(nlp.get_pipe(textcat).model)
         names = [layer.name for layer in layers[:3]]
         if names != ["transformer-listener", "trfs2arrays", "list2ragged"] or len(layers) < 4:
-            return None, f"the textcat's model ({nlp.get_pipe(textcat).model.name}) is not a transformer listener pooled per token and doc"
+            return (
+                None,
+                f"the textcat's model ({nlp.get_pipe(textcat).model.name}) is not a transformer listener "
+                "pooled per token and doc",
+            )
         upstream = layers[0].upstream_name
         if upstream not in ("*", transformer):
             return None, f"the textcat listens to {upstream!r}, not to {transformer!r}"

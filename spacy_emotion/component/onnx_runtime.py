@@ -14,6 +14,7 @@ writes the float model. This is inference only: nothing here has gradients.
 Needs the `onnx` extra: ``pip install "spacy-emotion[onnx]"`` (onnx,
 onnxruntime). Measured speed and accuracy: benchmarks/RESULTS.md.
 """
+
 import ctypes
 import gc
 import tempfile
@@ -144,7 +145,11 @@ def quantize_int8(path: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        str(path), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+        str(path),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
         op_types_to_quantize=["MatMul"],
         # fused nodes are in the com.microsoft domain, which shape inference doesn't type
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -224,8 +229,10 @@ def attach(module: torch.nn.Module, names: Sequence[str], int8: bool = False, th
     """Make `module` run through ONNX Runtime (its `forward` replaced); RETURNS the session wrapper."""
     device = next(module.parameters()).device.type
     if device != "cpu":
-        raise ValueError(f'runtime="onnx" runs on the CPU (onnxruntime\'s CPU build); the model is on {device}: '
-                         'use runtime="torch" (with autocast) on a GPU')
+        raise ValueError(
+            f'runtime="onnx" runs on the CPU (onnxruntime\'s CPU build); the model is on {device}: '
+            'use runtime="torch" (with autocast) on a GPU'
+        )
     forward = OnnxForward(module, names, int8=int8, threads=threads)
     module.forward = forward  # an instance attribute: nn.Module.__call__ uses it
     return forward

@@ -34,6 +34,7 @@ the model exactly as trained (float32, the pipeline's own batches), set
 sort_by_length false, inference_mode false, quantize "none" and fast_path
 false.
 """
+
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
@@ -99,7 +100,14 @@ def make_emotion_scorer() -> Callable:
 
 @Language.factory(
     "emotion_classifier",
-    assigns=["doc.cats", "doc._.emotion", "doc._.emotion_score", "span._.emotion", "span._.emotion_score", "span._.emotion_cats"],
+    assigns=[
+        "doc.cats",
+        "doc._.emotion",
+        "doc._.emotion_score",
+        "span._.emotion",
+        "span._.emotion_score",
+        "span._.emotion_cats",
+    ],
     default_config=DEFAULT_CONFIG,
     default_score_weights={"cats_score": 1.0, "cats_macro_f": None, "cats_micro_f": None, "cats_macro_auc": None},
 )
@@ -123,9 +131,21 @@ def make_emotion_classifier(
     """Create an `emotion_classifier` (see EmotionClassifier); spaCy fills
     every argument from DEFAULT_CONFIG and the user's config."""
     return EmotionClassifier(
-        nlp.vocab, name, model=model, threshold=threshold, per_sentence=per_sentence, cats_prefix=cats_prefix, scorer=scorer,
-        sort_by_length=sort_by_length, batch_tokens=batch_tokens, inference_mode=inference_mode,
-        torch_threads=torch_threads, quantize=quantize, autocast=autocast, runtime=runtime, fast_path=fast_path,
+        nlp.vocab,
+        name,
+        model=model,
+        threshold=threshold,
+        per_sentence=per_sentence,
+        cats_prefix=cats_prefix,
+        scorer=scorer,
+        sort_by_length=sort_by_length,
+        batch_tokens=batch_tokens,
+        inference_mode=inference_mode,
+        torch_threads=torch_threads,
+        quantize=quantize,
+        autocast=autocast,
+        runtime=runtime,
+        fast_path=fast_path,
     )
 
 
@@ -181,9 +201,14 @@ class EmotionClassifier(Pipe):
             "cats_prefix": str(cats_prefix),
         }
         options = SpeedOptions(
-            sort_by_length=bool(sort_by_length), batch_tokens=int(batch_tokens), inference_mode=bool(inference_mode),
-            torch_threads=int(torch_threads), quantize=str(quantize), autocast=str(autocast),
-            runtime=str(runtime), fast_path=bool(fast_path),
+            sort_by_length=bool(sort_by_length),
+            batch_tokens=int(batch_tokens),
+            inference_mode=bool(inference_mode),
+            torch_threads=int(torch_threads),
+            quantize=str(quantize),
+            autocast=str(autocast),
+            runtime=str(runtime),
+            fast_path=bool(fast_path),
         )  # validates
         self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None
@@ -215,7 +240,9 @@ class EmotionClassifier(Pipe):
         self.set_annotations([doc], self.predict([doc], per_sentence=per_sentence))
         return doc
 
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, per_sentence: Optional[bool] = None) -> Iterator[Doc]:
+    def pipe(
+        self, stream: Iterable[Doc], *, batch_size: int = 128, per_sentence: Optional[bool] = None
+    ) -> Iterator[Doc]:
         """Annotate a stream of docs, running the model once per batch, in order."""
         for docs in minibatch(stream, size=batch_size):
             self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
@@ -329,6 +356,8 @@ class EmotionClassifier(Pipe):
         return self
 
 
-def _unpickle_component(vocab, name: str, settings: Dict[str, Any], scorer: Optional[Callable], data: bytes) -> EmotionClassifier:
+def _unpickle_component(
+    vocab, name: str, settings: Dict[str, Any], scorer: Optional[Callable], data: bytes
+) -> EmotionClassifier:
     component = EmotionClassifier(vocab, name, scorer=scorer, **settings)
     return component.from_bytes(data)

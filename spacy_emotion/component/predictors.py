@@ -27,6 +27,7 @@ Without options a predictor runs the model as trained
 (:meth:`SpeedOptions.as_trained`: float32, the pipeline's own batching);
 the component passes its own settings, fast by default.
 """
+
 import contextlib
 import json
 import tempfile
@@ -37,8 +38,8 @@ import numpy as np
 import spacy
 import srsly
 
-from .fast_path import BatchedTextcat
 from ..labels import LABELS, normalize
+from .fast_path import BatchedTextcat
 from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
 if TYPE_CHECKING:
@@ -248,7 +249,9 @@ class HFPredictor:
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_length = min(self.tokenizer.model_max_length, limit, 512)
         # int8, autocast and ONNX Runtime apply to the encoder; the small classification head stays torch float32
-        self.runtime = TorchRuntime(self.model.base_model, options or SpeedOptions.as_trained(), self.tokenizer.model_input_names)
+        self.runtime = TorchRuntime(
+            self.model.base_model, options or SpeedOptions.as_trained(), self.tokenizer.model_input_names
+        )
 
     @property
     def options(self) -> SpeedOptions:
@@ -392,7 +395,9 @@ def predictor_to_bytes(predictor: Predictor) -> bytes:
     return srsly.msgpack_dumps({"kind": predictor.kind, "files": files})
 
 
-def predictor_from_bytes(data: bytes, keep_dir: Optional[list] = None, options: Optional[SpeedOptions] = None) -> Predictor:
+def predictor_from_bytes(
+    data: bytes, keep_dir: Optional[list] = None, options: Optional[SpeedOptions] = None
+) -> Predictor:
     """Restore a predictor from `predictor_to_bytes` output.
 
     keep_dir (Optional[list]): receives the TemporaryDirectory the files were

@@ -15,13 +15,13 @@ validation text; 1.6x with AMX, the float32 label on every test text).
 :meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy
 of each: benchmarks/RESULTS.md.
 """
+
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
-
 
 QUANTIZE_MODES = ("auto", "none", "int8", "bf16", "bf16-full")
 BF16_FORMATS = ("bf16", "bf16-full")
@@ -121,7 +121,14 @@ class SpeedOptions:
     @classmethod
     def as_trained(cls, **changes: Any) -> "SpeedOptions":
         """Options that change nothing: float32 in torch, the pipeline's own batching, `nlp.pipe`."""
-        plain = dict(sort_by_length=False, inference_mode=False, quantize="none", autocast="none", runtime="torch", fast_path=False)
+        plain = dict(
+            sort_by_length=False,
+            inference_mode=False,
+            quantize="none",
+            autocast="none",
+            runtime="torch",
+            fast_path=False,
+        )
         return cls(**{**plain, **changes})
 
     def linear_format(self, device_type: str) -> str:
@@ -178,7 +185,9 @@ class TorchRuntime:
     `linear_format` says which format runs ("auto" resolved).
     """
 
-    def __init__(self, module: Optional[torch.nn.Module], options: SpeedOptions, input_names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, module: Optional[torch.nn.Module], options: SpeedOptions, input_names: Sequence[str] = ()
+    ) -> None:
         """
         module (Optional[torch.nn.Module]): the transformer (None: a model without one).
         options (SpeedOptions): the settings to apply.
@@ -194,7 +203,9 @@ class TorchRuntime:
         self.linear_format = "none"
         if module is None:
             if options.quantize not in ("none", "auto") or options.autocast != "none" or options.runtime != "torch":
-                warnings.warn("quantize/autocast/runtime ignored: this emotion model has no transformer (torch) layers.")
+                warnings.warn(
+                    "quantize/autocast/runtime ignored: this emotion model has no transformer (torch) layers."
+                )
             return
         self.linear_format = options.linear_format(self.device_type)
         if options.runtime == "onnx":
@@ -226,7 +237,7 @@ class TorchRuntime:
         self._float_layers = {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notice pointing at torchao
-            # one scale per output channel: on the emotion MiniLM it kept more test labels than one per tensor, at the same speed
+            # one scale per output channel
             quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
         self._fast_layers = {n: module.get_submodule(n) for n in self._float_layers}
 
@@ -241,7 +252,8 @@ class TorchRuntime:
         """Cast the module's other float weights and buffers (the Linear layers
         are swapped already) to `dtype`, keeping their values for saving."""
         self._float_rest = {
-            name: tensor.detach().clone() for name, tensor in self.module.state_dict().items()
+            name: tensor.detach().clone()
+            for name, tensor in self.module.state_dict().items()
             if tensor.is_floating_point() and tensor.dtype != dtype
         }
         # only what state_dict holds: non-persistent buffers (e.g. rotary frequencies) keep their dtype

@@ -16,16 +16,17 @@ Every metric scikit-learn has comes from scikit-learn (`compute_metrics`,
 `confusion_matrix`, `calibration_curve`); only the ECE, which it lacks, is
 computed here from calibration_curve's bins.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import srsly
 
-from . import plots
-from ..training.dataset import sample
 from ..labels import LABEL_TO_ID, LABELS
+from ..training.dataset import sample
 from ..training.metrics import compute_metrics, predicted_labels, read_predictions
+from . import plots
 from .markdown import markdown_cell
 
 EPS = float(np.finfo(np.float64).eps)
@@ -79,9 +80,15 @@ def top_losses(texts: Sequence[str], gold: Sequence[str], probs: np.ndarray, n: 
     order = np.argsort(-losses, kind="stable")[:n]
     return [
         {
-            "rank": rank, "index": int(i), "text": texts[i], "gold": gold[i], "pred": pred[i],
-            "prob": float(probs[i].max()), "gold_prob": float(probs[i, LABEL_TO_ID[gold[i]]]),
-            "loss": float(losses[i]), "correct": gold[i] == pred[i],
+            "rank": rank,
+            "index": int(i),
+            "text": texts[i],
+            "gold": gold[i],
+            "pred": pred[i],
+            "prob": float(probs[i].max()),
+            "gold_prob": float(probs[i, LABEL_TO_ID[gold[i]]]),
+            "loss": float(losses[i]),
+            "correct": gold[i] == pred[i],
         }
         for rank, i in enumerate(order, start=1)
     ]
@@ -94,10 +101,16 @@ def errors_markdown(rows: List[Dict[str, Any]], title: str = "Highest-loss test 
     title (str): the heading.
     RETURNS (str): the markdown.
     """
-    lines = [f"# {title}", "", "| # | text | true | predicted | p(predicted) | p(true) | loss |", "|---:|---|---|---|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| # | text | true | predicted | p(predicted) | p(true) | loss |",
+        "|---:|---|---|---|---:|---:|---:|",
+    ]
     for row in rows:
         lines.append(
-            f"| {row['rank']} | {markdown_cell(row['text'])} | {row['gold']} | {row['pred']} | {row['prob']:.3f} | {row['gold_prob']:.3f} | {row['loss']:.3f} |"
+            f"| {row['rank']} | {markdown_cell(row['text'])} | {row['gold']} | {row['pred']} | "
+            f"{row['prob']:.3f} | {row['gold_prob']:.3f} | {row['loss']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -130,8 +143,13 @@ def calibration(gold: Sequence[str], probs: np.ndarray, n_bins: int = 10) -> Dic
     counts = np.bincount(bin_ids, minlength=n_bins)
     filled = np.flatnonzero(counts)
     bins = [
-        {"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": int(counts[b]),
-         "accuracy": float(acc), "confidence": float(conf)}
+        {
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "count": int(counts[b]),
+            "accuracy": float(acc),
+            "confidence": float(conf),
+        }
         for b, acc, conf in zip(filled, accuracy, mean_conf)
     ]
     ece = float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / len(probs))
@@ -176,10 +194,14 @@ def analyze(
     n = len(gold)
     files = {
         "confusion_matrix": plots.confusion_heatmap(
-            shares, counts, folder / "confusion_matrix.png", f"{name}: confusion matrix, normalised by true label ({n:,} texts)"
+            shares,
+            counts,
+            folder / "confusion_matrix.png",
+            f"{name}: confusion matrix, normalised by true label ({n:,} texts)",
         ),
         "per_class": plots.per_class_bars(
-            metrics["per_class"], folder / "per_class.png",
+            metrics["per_class"],
+            folder / "per_class.png",
             f"{name}: per-class scores (accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f})",
         ),
     }
@@ -187,10 +209,16 @@ def analyze(
     files["errors_jsonl"] = folder / "errors.jsonl"
     srsly.write_jsonl(files["errors_jsonl"], errors)
     files["errors_md"] = folder / "errors.md"
-    files["errors_md"].write_text(errors_markdown(errors, f"{name}: the {len(errors)} highest-loss test examples"), encoding="utf8")
+    files["errors_md"].write_text(
+        errors_markdown(errors, f"{name}: the {len(errors)} highest-loss test examples"), encoding="utf8"
+    )
     calib = calibration(gold, probs, n_bins)
     files["calibration"] = plots.reliability_diagram(
-        calib["bins"], calib["edges"], calib["ece"], folder / "calibration.png", f"{name}: reliability diagram ({n:,} texts)"
+        calib["bins"],
+        calib["edges"],
+        calib["ece"],
+        folder / "calibration.png",
+        f"{name}: reliability diagram ({n:,} texts)",
     )
     result = {
         "name": name,

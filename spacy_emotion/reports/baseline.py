@@ -8,6 +8,7 @@ one table beside the fine-tuned pipelines' test metrics
 (`metrics/trf.json`, `metrics/bow.json`, written by `evaluate`), in
 `reports/comparison.md` and `reports/comparison.json`.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -88,10 +89,15 @@ def pipeline_rows(metrics_dir: Optional[Path]) -> List[Dict[str, Any]]:
         if path is None or not path.is_file():
             continue
         metrics = srsly.read_json(path)
-        rows.append({
-            "model": name, "kind": "pipeline", "features": key, "source": str(path),
-            "test": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n": metrics.get("n")},
-        })
+        rows.append(
+            {
+                "model": name,
+                "kind": "pipeline",
+                "features": key,
+                "source": str(path),
+                "test": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n": metrics.get("n")},
+            }
+        )
     return rows
 
 
@@ -112,7 +118,16 @@ def comparison_markdown(rows: List[Dict[str, Any]], backbone: str = "") -> str:
     header = "| model | validation accuracy | validation macro-F1 | test accuracy | test macro-F1 | test texts |"
     lines = ["# Model comparison", "", header, "|" + "---|" * 1 + "---:|" * 5]
     for row in rows:
-        cells = [_cell(row, s, k) for s, k in (("validation", "accuracy"), ("validation", "macro_f1"), ("test", "accuracy"), ("test", "macro_f1"), ("test", "n"))]
+        cells = [
+            _cell(row, s, k)
+            for s, k in (
+                ("validation", "accuracy"),
+                ("validation", "macro_f1"),
+                ("test", "accuracy"),
+                ("test", "macro_f1"),
+                ("test", "n"),
+            )
+        ]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
     lines.append("")
     if backbone:

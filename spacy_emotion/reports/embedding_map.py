@@ -4,6 +4,7 @@ Where an emotion's panel is dense, the frozen features group its texts
 together; overlapping panels (joy and love, fear and surprise in the
 seeds) show which emotions the features can't tell apart.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
@@ -41,8 +42,13 @@ def project_umap(vectors: np.ndarray, n_neighbors: int = 15, min_dist: float = 0
     # spectral initialisation needs a reasonably large graph; tiny samples start at random
     init = "spectral" if len(vectors) > 50 else "random"
     reducer = umap.UMAP(
-        n_components=2, n_neighbors=neighbors_used(n_neighbors, len(vectors)), min_dist=min_dist,
-        metric="cosine", random_state=seed, init=init, n_jobs=1,  # a seed makes UMAP single-threaded anyway
+        n_components=2,
+        n_neighbors=neighbors_used(n_neighbors, len(vectors)),
+        min_dist=min_dist,
+        metric="cosine",
+        random_state=seed,
+        init=init,
+        n_jobs=1,  # a seed makes UMAP single-threaded anyway
     )
     return reducer.fit_transform(scaled)
 
@@ -72,13 +78,27 @@ def embedding_map(
     folder = Path(output_dir) / EMBEDDINGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     pooled = "mean-pooled" if pooling == "mean" else "[CLS]"
-    title = f"UMAP of frozen {pooled} embeddings of {len(labels):,} train texts" + (f" ({backbone})" if backbone else "")
+    title = f"UMAP of frozen {pooled} embeddings of {len(labels):,} train texts" + (
+        f" ({backbone})" if backbone else ""
+    )
     figure = plots.hexbin_panels(coords, labels, folder / "umap_train.png", title)
     info = {
-        "backbone": backbone, "pooling": pooling, "n": len(labels), "n_neighbors": neighbors_used(n_neighbors, len(labels)),
-        "min_dist": min_dist, "seed": seed, "figure": str(figure),
+        "backbone": backbone,
+        "pooling": pooling,
+        "n": len(labels),
+        "n_neighbors": neighbors_used(n_neighbors, len(labels)),
+        "min_dist": min_dist,
+        "seed": seed,
+        "figure": str(figure),
     }
-    srsly.write_json(folder / "umap_train.json", {**info, "points": [
-        {"x": round(float(x), 4), "y": round(float(y), 4), "label": label} for (x, y), label in zip(coords, labels)
-    ]})
+    srsly.write_json(
+        folder / "umap_train.json",
+        {
+            **info,
+            "points": [
+                {"x": round(float(x), 4), "y": round(float(y), 4), "label": label}
+                for (x, y), label in zip(coords, labels)
+            ],
+        },
+    )
     return info

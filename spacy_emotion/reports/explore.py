@@ -5,15 +5,16 @@ words-per-text box plot by label, and writes length statistics (words and
 backbone tokens) including how many texts are longer than the backbone's
 window, i.e. would be truncated by a model reading one window.
 """
+
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import srsly
 
-from . import plots
-from ..training.dataset import Split
 from ..labels import LABELS
+from ..training.dataset import Split
+from . import plots
 
 EXPLORE_DIR = "explore"
 """Sub-folder of the reports folder for the exploration outputs."""
@@ -62,12 +63,14 @@ def split_stats(split: Split, tokens: Optional[List[int]] = None, window: int = 
     }
     if tokens is not None:
         over = int(sum(t > window for t in tokens)) if window else 0
-        stats.update({
-            "tokens": describe(tokens),
-            "window": window,
-            "over_window": over,
-            "over_window_share": over / len(tokens) if tokens else 0.0,
-        })
+        stats.update(
+            {
+                "tokens": describe(tokens),
+                "window": window,
+                "over_window": over,
+                "over_window_share": over / len(tokens) if tokens else 0.0,
+            }
+        )
     return stats
 
 
@@ -100,12 +103,22 @@ def explore(
         tokens = token_counts([eg.text for eg in split.examples], tokenizer) if tokenizer is not None else None
         stats["splits"][name] = split_stats(split, tokens, window)
         n = len(split.examples)
-        figures.append(str(plots.class_distribution(
-            split.label_counts(), folder / f"class_distribution_{name}.png", f"Class distribution: {name} split ({n:,} texts)"
-        )))
+        figures.append(
+            str(
+                plots.class_distribution(
+                    split.label_counts(),
+                    folder / f"class_distribution_{name}.png",
+                    f"Class distribution: {name} split ({n:,} texts)",
+                )
+            )
+        )
         lengths = {label: [word_count(eg.text) for eg in split.examples if eg.label == label] for label in LABELS}
-        figures.append(str(plots.length_boxplot(
-            lengths, folder / f"words_per_text_{name}.png", f"Words per text by emotion: {name} split"
-        )))
+        figures.append(
+            str(
+                plots.length_boxplot(
+                    lengths, folder / f"words_per_text_{name}.png", f"Words per text by emotion: {name} split"
+                )
+            )
+        )
     srsly.write_json(folder / "length_stats.json", stats)
     return {**stats, "figures": figures}

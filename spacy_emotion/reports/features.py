@@ -8,6 +8,7 @@ the embedding map. Embeddings can be cached as .npz files, keyed on the
 backbone and the texts, so that `baseline` and `embeddings` embed the same
 split only once.
 """
+
 import hashlib
 import json
 from dataclasses import dataclass
@@ -92,7 +93,9 @@ def token_counts(texts: Sequence[str], tokenizer: Any) -> List[int]:
     return [len(ids) for ids in encoded["input_ids"]]
 
 
-def embed(texts: Sequence[str], backbone: Backbone, batch_size: int = 32, progress: bool = True) -> Dict[str, np.ndarray]:
+def embed(
+    texts: Sequence[str], backbone: Backbone, batch_size: int = 32, progress: bool = True
+) -> Dict[str, np.ndarray]:
     """Mean-pooled and [CLS] embeddings of texts from a frozen backbone.
 
     Texts are batched by length (less padding), truncated to the backbone's

@@ -8,6 +8,7 @@ base64 (the page can be mailed or opened anywhere), and `report_{config}.md`,
 which links the figures by relative path. A missing part is named with the
 command that makes it, so a partial report is still useful.
 """
+
 import base64
 import html
 import os
@@ -17,8 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 
-from ..training.dataset import SPLITS
 from ..labels import LABELS
+from ..training.dataset import SPLITS
 from .markdown import markdown_cell
 
 Table = Tuple[List[str], List[List[str]]]
@@ -52,14 +53,27 @@ def summary_section(analysis: Optional[Dict[str, Any]], config: str) -> Section:
     """Headline test metrics of the config's model."""
     section = Section(f"Summary: {config}")
     if analysis is None:
-        section.paragraphs.append(f"No evaluation analysis for '{config}' yet: run `spacy project run analyze` (reports/{config}/analysis.json).")
+        section.paragraphs.append(
+            f"No evaluation analysis for '{config}' yet: run `spacy project run analyze` "
+            f"(reports/{config}/analysis.json)."
+        )
         return section
     m = analysis["metrics"]
     section.paragraphs.append(f"Test split, {analysis['n']:,} texts.")
-    section.tables.append((
-        ["accuracy", "macro-F1", "weighted-F1", "log loss", "expected calibration error"],
-        [[_fmt(m["accuracy"]), _fmt(m["macro_f1"]), _fmt(m["weighted_f1"]), _fmt(analysis["log_loss"]), _fmt(analysis["calibration"]["ece"])]],
-    ))
+    section.tables.append(
+        (
+            ["accuracy", "macro-F1", "weighted-F1", "log loss", "expected calibration error"],
+            [
+                [
+                    _fmt(m["accuracy"]),
+                    _fmt(m["macro_f1"]),
+                    _fmt(m["weighted_f1"]),
+                    _fmt(analysis["log_loss"]),
+                    _fmt(analysis["calibration"]["ece"]),
+                ]
+            ],
+        )
+    )
     return section
 
 
@@ -72,16 +86,29 @@ def data_section(reports_dir: Path) -> Section:
         return section
     window = stats.get("window") or 0
     if window:
-        section.paragraphs.append(f"Token counts use the tokenizer of {stats.get('backbone') or 'the backbone'}, whose window is {window} tokens.")
-    header = ["split", "texts"] + list(LABELS) + ["mean words", "p95 words", "max words", f"texts over {window} tokens" if window else "texts over window"]
+        section.paragraphs.append(
+            f"Token counts use the tokenizer of {stats.get('backbone') or 'the backbone'}, whose window is "
+            f"{window} tokens."
+        )
+    header = (
+        ["split", "texts"]
+        + list(LABELS)
+        + ["mean words", "p95 words", "max words", f"texts over {window} tokens" if window else "texts over window"]
+    )
     rows = []
     for split, s in stats["splits"].items():
         over = f"{s['over_window']:,} ({s['over_window_share']:.1%})" if "over_window" in s else "–"
-        rows.append([split, _fmt(s["n"])] + [_fmt(s["label_counts"][label]) for label in LABELS]
-                    + [_fmt(s["words"]["mean"], 1), _fmt(s["words"]["p95"], 1), _fmt(s["words"]["max"]), over])
+        rows.append(
+            [split, _fmt(s["n"])]
+            + [_fmt(s["label_counts"][label]) for label in LABELS]
+            + [_fmt(s["words"]["mean"], 1), _fmt(s["words"]["p95"], 1), _fmt(s["words"]["max"]), over]
+        )
     section.tables.append((header, rows))
     for split in list(stats["splits"]) + [s for s in SPLITS if s not in stats["splits"]]:
-        for stem, caption in (("class_distribution", "Class distribution"), ("words_per_text", "Words per text by emotion")):
+        for stem, caption in (
+            ("class_distribution", "Class distribution"),
+            ("words_per_text", "Words per text by emotion"),
+        ):
             path = reports_dir / "explore" / f"{stem}_{split}.png"
             if path.is_file():
                 section.figures.append((path, f"{caption}, {split} split"))
@@ -98,19 +125,33 @@ def comparison_section(reports_dir: Path, metrics_dir: Optional[Path]) -> Sectio
     except ValueError:
         comparison = _read(reports_dir / "comparison.json")
     if comparison is None:
-        section.paragraphs.append("No comparison yet: run `spacy project run baseline` (and `evaluate` for the pipelines).")
+        section.paragraphs.append(
+            "No comparison yet: run `spacy project run baseline` (and `evaluate` for the pipelines)."
+        )
         return section
     if comparison.get("backbone"):
         section.paragraphs.append(
-            f"Baselines: scikit-learn classifiers on frozen embeddings of {comparison['backbone']}, trained on the train split. "
+            f"Baselines: scikit-learn classifiers on frozen embeddings of {comparison['backbone']}, trained "
+            "on the train split. "
             "Pipelines: test metrics written by `evaluate`."
         )
     rows = [
-        [row["model"]] + [_fmt((row.get(split) or {}).get(key)) for split, key in
-                          (("validation", "accuracy"), ("validation", "macro_f1"), ("test", "accuracy"), ("test", "macro_f1"), ("test", "n"))]
+        [row["model"]]
+        + [
+            _fmt((row.get(split) or {}).get(key))
+            for split, key in (
+                ("validation", "accuracy"),
+                ("validation", "macro_f1"),
+                ("test", "accuracy"),
+                ("test", "macro_f1"),
+                ("test", "n"),
+            )
+        ]
         for row in comparison["rows"]
     ]
-    section.tables.append((["model", "validation accuracy", "validation macro-F1", "test accuracy", "test macro-F1", "test texts"], rows))
+    section.tables.append(
+        (["model", "validation accuracy", "validation macro-F1", "test accuracy", "test macro-F1", "test texts"], rows)
+    )
     return section
 
 
@@ -123,8 +164,10 @@ def embedding_section(reports_dir: Path) -> Section:
         section.paragraphs.append("No embedding map yet: run `spacy project run embeddings`.")
         return section
     section.paragraphs.append(
-        f"UMAP projection (n_neighbors={info['n_neighbors']}, min_dist={info['min_dist']}) of the frozen {info['pooling']}-pooled "
-        f"embeddings of {info['n']:,} train texts from {info['backbone']}. Each panel shows one emotion's density over all texts (grey)."
+        f"UMAP projection (n_neighbors={info['n_neighbors']}, min_dist={info['min_dist']}) of the frozen "
+        f"{info['pooling']}-pooled "
+        f"embeddings of {info['n']:,} train texts from {info['backbone']}. Each panel shows one emotion's "
+        "density over all texts (grey)."
     )
     section.figures.append((path, "UMAP of the frozen train embeddings, one panel per emotion"))
     return section
@@ -137,34 +180,74 @@ def evaluation_sections(reports_dir: Path, config: str, analysis: Optional[Dict[
     folder = reports_dir / config
     per_class = analysis["metrics"]["per_class"]
     scores = Section(f"Evaluation of {config}")
-    scores.tables.append((
-        ["emotion", "precision", "recall", "F1", "support"],
-        [[label, _fmt(per_class[label]["precision"]), _fmt(per_class[label]["recall"]), _fmt(per_class[label]["f1"]),
-          _fmt(per_class[label]["support"])] for label in LABELS],
-    ))
-    for stem, caption in (("confusion_matrix", "Confusion matrix, each row normalised over the true label"), ("per_class", "Precision, recall and F1 per emotion")):
+    scores.tables.append(
+        (
+            ["emotion", "precision", "recall", "F1", "support"],
+            [
+                [
+                    label,
+                    _fmt(per_class[label]["precision"]),
+                    _fmt(per_class[label]["recall"]),
+                    _fmt(per_class[label]["f1"]),
+                    _fmt(per_class[label]["support"]),
+                ]
+                for label in LABELS
+            ],
+        )
+    )
+    for stem, caption in (
+        ("confusion_matrix", "Confusion matrix, each row normalised over the true label"),
+        ("per_class", "Precision, recall and F1 per emotion"),
+    ):
         if (folder / f"{stem}.png").is_file():
             scores.figures.append((folder / f"{stem}.png", caption))
     calib = analysis["calibration"]
     calibration = Section("Calibration")
     calibration.paragraphs.append(
-        f"Expected calibration error (ECE) of the top-label probability: {calib['ece']:.3f} over {calib['n_bins']} equal-width bins. "
-        "The emotion_classifier's `threshold` is compared with this probability, so it means what it says only when the model is calibrated."
+        f"Expected calibration error (ECE) of the top-label probability: {calib['ece']:.3f} over "
+        f"{calib['n_bins']} equal-width bins. "
+        "The emotion_classifier's `threshold` is compared with this probability, so it means what it says "
+        "only when the model is calibrated."
     )
-    calibration.tables.append((
-        ["confidence bin", "texts", "accuracy", "mean confidence", "gap (confidence − accuracy)"],
-        [[f"{b['lower']:.2f}–{b['upper']:.2f}", _fmt(b["count"]), _fmt(b["accuracy"]), _fmt(b["confidence"]),
-          _fmt(b["confidence"] - b["accuracy"])] for b in calib["bins"]],
-    ))
+    calibration.tables.append(
+        (
+            ["confidence bin", "texts", "accuracy", "mean confidence", "gap (confidence − accuracy)"],
+            [
+                [
+                    f"{b['lower']:.2f}–{b['upper']:.2f}",
+                    _fmt(b["count"]),
+                    _fmt(b["accuracy"]),
+                    _fmt(b["confidence"]),
+                    _fmt(b["confidence"] - b["accuracy"]),
+                ]
+                for b in calib["bins"]
+            ],
+        )
+    )
     if (folder / "calibration.png").is_file():
         calibration.figures.append((folder / "calibration.png", "Reliability diagram and confidence histogram"))
     errors = Section("Highest-loss test examples")
     rows = list(srsly.read_jsonl(folder / "errors.jsonl")) if (folder / "errors.jsonl").is_file() else []
-    errors.paragraphs.append(f"The {len(rows)} test texts with the highest cross-entropy loss (-log p(true label)), highest first.")
-    errors.tables.append((
-        ["#", "text", "true", "predicted", "p(predicted)", "p(true)", "loss"],
-        [[str(r["rank"]), r["text"], r["gold"], r["pred"], _fmt(r["prob"]), _fmt(r["gold_prob"]), _fmt(r["loss"])] for r in rows],
-    ))
+    errors.paragraphs.append(
+        f"The {len(rows)} test texts with the highest cross-entropy loss (-log p(true label)), highest first."
+    )
+    errors.tables.append(
+        (
+            ["#", "text", "true", "predicted", "p(predicted)", "p(true)", "loss"],
+            [
+                [
+                    str(r["rank"]),
+                    r["text"],
+                    r["gold"],
+                    r["pred"],
+                    _fmt(r["prob"]),
+                    _fmt(r["gold_prob"]),
+                    _fmt(r["loss"]),
+                ]
+                for r in rows
+            ],
+        )
+    )
     return [scores, calibration, errors]
 
 
@@ -188,7 +271,8 @@ def collect_sections(reports_dir: Path, config: str, metrics_dir: Optional[Path]
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1000px;
+       margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #eee; }
 table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
@@ -208,8 +292,17 @@ def render_html(sections: List[Section], title: str) -> str:
     RETURNS (str): the HTML.
     """
     esc = html.escape
-    parts = ["<!DOCTYPE html>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",
-             f"<style>{CSS}</style>", "</head>", "<body>", f"<h1>{esc(title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
     for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")
         parts.extend(f"<p>{esc(p)}</p>" for p in section.paragraphs)
@@ -220,7 +313,7 @@ def render_html(sections: List[Section], title: str) -> str:
         for path, caption in section.figures:
             data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
             parts.append(
-                f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{esc(caption)}\" title=\"{esc(Path(path).name)}\">"
+                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}" title="{esc(Path(path).name)}">'
                 f"<figcaption>{esc(caption)} ({esc(Path(path).name)})</figcaption></figure>"
             )
     parts += ["</body>", "</html>"]

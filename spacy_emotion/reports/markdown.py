@@ -1,4 +1,5 @@
 """Markdown output of the reports."""
+
 import html
 
 

@@ -5,6 +5,7 @@ saves it as a PNG of a fixed size (:data:`SIZES` inches at :data:`DPI`) and
 returns the path. Labels are always shown by name, in :data:`LABELS` order,
 each emotion with the same colour in every figure.
 """
+
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
@@ -105,8 +106,14 @@ def length_boxplot(lengths: Mapping[str, Sequence[int]], path: Path, title: str,
     """
     fig, ax = _new_figure("lengths")
     data = [list(lengths.get(label, [])) or [np.nan] for label in LABELS]
-    parts = ax.boxplot(data, patch_artist=True, showfliers=True, widths=0.6, medianprops={"color": "black"},
-                       flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
+    parts = ax.boxplot(
+        data,
+        patch_artist=True,
+        showfliers=True,
+        widths=0.6,
+        medianprops={"color": "black"},
+        flierprops={"marker": ".", "markersize": 3, "alpha": 0.4},
+    )
     for patch, label in zip(parts["boxes"], LABELS):
         patch.set_facecolor(COLORS[label])
         patch.set_alpha(0.75)
@@ -136,7 +143,9 @@ def confusion_heatmap(matrix: np.ndarray, counts: np.ndarray, path: Path, title:
     for i in range(n):
         for j in range(n):
             colour = "white" if matrix[i, j] > 0.55 else "black"
-            ax.text(j, i, f"{matrix[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center", color=colour, fontsize=9)
+            ax.text(
+                j, i, f"{matrix[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center", color=colour, fontsize=9
+            )
     ax.set_xticks(range(n), LABELS, rotation=30, ha="right")
     ax.set_yticks(range(n), LABELS)
     ax.set_xlabel("Predicted label")
@@ -157,7 +166,9 @@ def per_class_bars(per_class: Mapping[str, Mapping[str, float]], path: Path, tit
     fig, ax = _new_figure("per_class")
     x = np.arange(len(LABELS))
     width = 0.26
-    for k, (key, name, colour) in enumerate((("precision", "Precision", "#4c72b0"), ("recall", "Recall", "#dd8452"), ("f1", "F1", "#55a868"))):
+    for k, (key, name, colour) in enumerate(
+        (("precision", "Precision", "#4c72b0"), ("recall", "Recall", "#dd8452"), ("f1", "F1", "#55a868"))
+    ):
         values = [per_class[label][key] for label in LABELS]
         bars = ax.bar(x + (k - 1) * width, values, width, label=name, color=colour)
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
@@ -172,7 +183,9 @@ def per_class_bars(per_class: Mapping[str, Mapping[str, float]], path: Path, tit
     return _save(fig, path)
 
 
-def reliability_diagram(bins: List[Dict[str, float]], edges: Sequence[float], ece: float, path: Path, title: str) -> Path:
+def reliability_diagram(
+    bins: List[Dict[str, float]], edges: Sequence[float], ece: float, path: Path, title: str
+) -> Path:
     """Reliability diagram (accuracy against confidence per bin) over a confidence histogram.
 
     bins (List[Dict]): one dict per non-empty bin with keys lower, upper,
@@ -191,10 +204,27 @@ def reliability_diagram(bins: List[Dict[str, float]], edges: Sequence[float], ec
     confidence = np.asarray([b["confidence"] for b in bins])
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="Perfect calibration")
     ax.bar(lowers, accuracy, bin_widths, align="edge", color="#4c72b0", edgecolor="white", label="Accuracy in bin")
-    ax.bar(lowers, np.abs(confidence - accuracy), bin_widths, bottom=np.minimum(accuracy, confidence), align="edge",
-           facecolor="none", edgecolor="#c8322d", hatch="///", linewidth=1.0, label="Gap between accuracy and confidence")
-    ax.plot(lowers + bin_widths / 2, confidence, linestyle="none", marker="D", markersize=5, color="#c8322d",
-            label="Mean confidence in bin")
+    ax.bar(
+        lowers,
+        np.abs(confidence - accuracy),
+        bin_widths,
+        bottom=np.minimum(accuracy, confidence),
+        align="edge",
+        facecolor="none",
+        edgecolor="#c8322d",
+        hatch="///",
+        linewidth=1.0,
+        label="Gap between accuracy and confidence",
+    )
+    ax.plot(
+        lowers + bin_widths / 2,
+        confidence,
+        linestyle="none",
+        marker="D",
+        markersize=5,
+        color="#c8322d",
+        label="Mean confidence in bin",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("Accuracy")
@@ -233,14 +263,27 @@ def hexbin_panels(coords: np.ndarray, labels: Sequence[str], path: Path, title: 
     fig, axes = _new_figure("embedding_map", 2, 3, sharex=True, sharey=True)
     pad_x = (np.ptp(coords[:, 0]) or 1.0) * 0.03
     pad_y = (np.ptp(coords[:, 1]) or 1.0) * 0.03
-    extent = (coords[:, 0].min() - pad_x, coords[:, 0].max() + pad_x, coords[:, 1].min() - pad_y, coords[:, 1].max() + pad_y)
+    extent = (
+        coords[:, 0].min() - pad_x,
+        coords[:, 0].max() + pad_x,
+        coords[:, 1].min() - pad_y,
+        coords[:, 1].max() + pad_y,
+    )
     for ax, label in zip(axes.ravel(), LABELS):
         mask = labels == label
         # every point in light grey for context, the emotion's own density on top
         ax.scatter(coords[:, 0], coords[:, 1], s=1, color="#dddddd", rasterized=True)
         if mask.any():
-            cells = ax.hexbin(coords[mask, 0], coords[mask, 1], gridsize=gridsize, extent=extent,
-                              cmap=_visible_cmap(COLORMAPS[label]), mincnt=1, bins="log", linewidths=0.2)
+            cells = ax.hexbin(
+                coords[mask, 0],
+                coords[mask, 1],
+                gridsize=gridsize,
+                extent=extent,
+                cmap=_visible_cmap(COLORMAPS[label]),
+                mincnt=1,
+                bins="log",
+                linewidths=0.2,
+            )
             bar = fig.colorbar(cells, ax=ax, fraction=0.05, pad=0.02)
             bar.set_label("texts per hexagon (log scale)", fontsize=8)
             top = max(float(cells.get_array().max()), 1.0)

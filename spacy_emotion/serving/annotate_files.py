@@ -38,6 +38,7 @@ input to the recorded offset and goes on. The checkpoint is written before
 the output is created and removed when the run completes, so an output without
 a checkpoint is a finished run: annotating again needs ``overwrite``.
 """
+
 import csv
 import io
 import json
@@ -49,9 +50,9 @@ from typing import Any, BinaryIO, Callable, Dict, Generator, Iterator, List, Opt
 
 from spacy.language import Language
 
-from .classify import classify
-from ..texts import invalid_text
 from ..labels import LABELS
+from ..texts import invalid_text
+from .classify import classify
 
 INPUT_FORMATS = ("txt", "jsonl", "csv")
 OUTPUT_FORMATS = ("jsonl", "csv")
@@ -163,7 +164,9 @@ def checkpoint_path(output: Path) -> Path:
 def _format(path: Path, allowed: tuple, what: str) -> str:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in allowed:
-        raise AnnotateError(f"Unsupported {what} file {path}: the name must end in " + ", ".join("." + f for f in allowed))
+        raise AnnotateError(
+            f"Unsupported {what} file {path}: the name must end in " + ", ".join("." + f for f in allowed)
+        )
     return fmt
 
 
@@ -189,7 +192,7 @@ class RowReader:
         for raw in fh:
             if self.offset == 0 and raw.startswith(_BOM):
                 self.offset += len(_BOM)
-                raw = raw[len(_BOM):]
+                raw = raw[len(_BOM) :]
             self.offset += len(raw)
             self.line += 1
             yield raw
@@ -206,7 +209,8 @@ class RowReader:
         header = [name.strip() for name in header]
         if self.text_key not in header:
             raise AnnotateError(
-                f"{self.path} has no column '{self.text_key}' (columns: {', '.join(header)}); choose one with --text-column"
+                f"{self.path} has no column '{self.text_key}' (columns: {', '.join(header)}); choose one with "
+                "--text-column"
             )
         self.offset, self.line = end
         return header
@@ -254,7 +258,12 @@ class RowReader:
                 self.offset, self.line = taken[0][0], start
                 first = next(csv.reader([taken[0][1]]), [])
                 row_id = first[id_col] if id_col is not None and id_col < len(first) else None
-                yield Row(line=start, id=row_id, error=f"a quoted field opened on line {start} is left open (the lines after it are read as rows of their own)")
+                yield Row(
+                    line=start,
+                    id=row_id,
+                    error=f"a quoted field opened on line {start} is left open "
+                    "(the lines after it are read as rows of their own)",
+                )
                 return True
             taken.clear()
             if not record:  # a blank line
@@ -262,7 +271,9 @@ class RowReader:
             else:
                 row = Row(line=start, id=record[id_col] if id_col is not None and id_col < len(record) else None)
                 if text_col >= len(record):
-                    row.error = f"missing column '{self.text_key}' (the row has {len(record)} of {len(self.header)} fields)"
+                    row.error = (
+                        f"missing column '{self.text_key}' (the row has {len(record)} of {len(self.header)} fields)"
+                    )
                 else:
                     row.text = record[text_col]
                     row.error = invalid_text(row.text)
@@ -353,7 +364,10 @@ def _encode_csv(rows: List[List[Any]]) -> bytes:
 
 def _csv_values(job: Job, record: Dict[str, Any]) -> List[Any]:
     values = [record["line"]] + ([record["id"]] if job.input_format != "txt" else [])
-    values += ["" if record["emotion"] is None else record["emotion"], "" if record["score"] is None else record["score"]]
+    values += [
+        "" if record["emotion"] is None else record["emotion"],
+        "" if record["score"] is None else record["score"],
+    ]
     values += [record["cats"][label] for label in LABELS]
     if job.sentences:
         values.append(json.dumps(record["sentences"], ensure_ascii=False))
@@ -423,7 +437,9 @@ def check_job(job: Job, overwrite: bool = False) -> Optional[Progress]:
             saved = json.loads(job.checkpoint.read_text(encoding="utf8"))
             progress = Progress(**saved["progress"])
         except (ValueError, KeyError, TypeError) as err:
-            raise AnnotateError(f"Unreadable checkpoint {job.checkpoint} ({err}); pass --overwrite to start again") from err
+            raise AnnotateError(
+                f"Unreadable checkpoint {job.checkpoint} ({err}); pass --overwrite to start again"
+            ) from err
         expected = job.fingerprint()
         changed = [k for k in expected if saved.get("fingerprint", {}).get(k) != expected[k]]
         if saved.get("version") != CHECKPOINT_VERSION or changed:
@@ -442,7 +458,8 @@ def check_job(job: Job, overwrite: bool = False) -> Optional[Progress]:
     for path in (job.output, job.errors):
         if path.exists():
             raise AnnotateError(
-                f"{path} exists and there is no checkpoint to resume from (a finished run?); pass --overwrite to annotate again"
+                f"{path} exists and there is no checkpoint to resume from (a finished run?); pass --overwrite "
+                "to annotate again"
             )
     return None
 
@@ -492,8 +509,14 @@ def annotate(
             state.output_bytes = _write_durably(out, _encode_csv([output_columns(job)]))
             _save_checkpoint(job, state)
         bar = tqdm(
-            total=total, initial=state.offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc="annotate", dynamic_ncols=True, disable=None if progress_bar else True,
+            total=total,
+            initial=state.offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="annotate",
+            dynamic_ncols=True,
+            disable=None if progress_bar else True,
         )
         with bar:
             _postfix(bar, state, resumed_at, started)
@@ -523,8 +546,13 @@ def annotate(
     job.checkpoint.unlink()
     _fsync_dir(job.checkpoint.parent)
     return Summary(
-        rows=state.rows, annotated=state.annotated, failed=state.failed, blank=state.blank,
-        resumed_at_row=resumed_at, output=job.output, errors=job.errors if state.failed else None,
+        rows=state.rows,
+        annotated=state.annotated,
+        failed=state.failed,
+        blank=state.blank,
+        resumed_at_row=resumed_at,
+        output=job.output,
+        errors=job.errors if state.failed else None,
     )
 
 
@@ -535,7 +563,13 @@ def _postfix(bar: Any, state: Progress, resumed_at: int, started: float) -> None
 
 
 def _process_chunk(
-    job: Job, nlp: Language, chunk: List[Row], reader: RowReader, state: Progress, out: BinaryIO, errors: Optional[BinaryIO]
+    job: Job,
+    nlp: Language,
+    chunk: List[Row],
+    reader: RowReader,
+    state: Progress,
+    out: BinaryIO,
+    errors: Optional[BinaryIO],
 ) -> Optional[BinaryIO]:
     """Classify a chunk, append its lines durably, then checkpoint. RETURNS the errors file handle."""
     ok = [row for row in chunk if row.error is None]

@@ -4,6 +4,7 @@ Each builds a pipeline with :func:`build_pipeline` and turns docs into plain
 dicts with :func:`doc_result`, so label order, thresholds, batching and
 sentence handling live in `emotion_classifier` alone.
 """
+
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import spacy
@@ -36,7 +37,9 @@ def build_pipeline(
         spacy.require_gpu(gpu_id)
     nlp = spacy.blank(lang)
     nlp.add_pipe("sentencizer")
-    nlp.add_pipe(COMPONENT, config={"model": model, "threshold": threshold, "per_sentence": per_sentence, **(speed or {})})
+    nlp.add_pipe(
+        COMPONENT, config={"model": model, "threshold": threshold, "per_sentence": per_sentence, **(speed or {})}
+    )
     nlp.get_pipe(COMPONENT).initialize()  # load the model now, not on the first text
     nlp.max_length = 10**8
     return nlp
@@ -132,4 +135,12 @@ def set_cpu_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-__all__: List[str] = ["build_pipeline", "doc_result", "classify", "classify_one", "model_info", "set_cpu_threads", "COMPONENT"]
+__all__: List[str] = [
+    "build_pipeline",
+    "doc_result",
+    "classify",
+    "classify_one",
+    "model_info",
+    "set_cpu_threads",
+    "COMPONENT",
+]

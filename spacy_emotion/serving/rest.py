@@ -28,6 +28,7 @@ themselves, and an idle server answers a lone request at once (the default
 wait is 0). If a grouped model call fails, each of its requests runs again
 alone, so only a request whose own texts fail gets the error (500).
 """
+
 import asyncio
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +45,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from spacy.language import Language
 
-from .classify import build_pipeline, classify, model_info, set_cpu_threads
 from ..texts import invalid_text
+from .classify import build_pipeline, classify, model_info, set_cpu_threads
 
 DEFAULT_MAX_CHARS = 10_000
 """Characters per text. dair-ai/emotion texts are under 300; 10,000 fits a
@@ -67,7 +68,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 class PredictRequest(BaseModel):
     """One text to classify."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "I can't believe we won! I'm so happy.", "sentences": True}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "I can't believe we won! I'm so happy.", "sentences": True}]},
+    )
     text: StrictStr = Field(..., description="The text (at most the server's max_chars characters)")
     sentences: StrictBool = Field(False, description="Also classify every sentence")
 
@@ -75,7 +79,9 @@ class PredictRequest(BaseModel):
 class BatchRequest(BaseModel):
     """Several texts to classify in one call."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["I feel so alone.", "What a lovely surprise!"]}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"texts": ["I feel so alone.", "What a lovely surprise!"]}]}
+    )
     texts: List[StrictStr] = Field(..., min_length=1, description="The texts (at most max_batch of them)")
     sentences: StrictBool = Field(False, description="Also classify every sentence")
 
@@ -304,10 +310,14 @@ def create_app(
     """
     from .. import __version__
 
-    nlp = model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
+    nlp = (
+        model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
+    )
     info = model_info(nlp)
     limits = Limits(max_chars=max_chars, max_batch=max_batch)
-    batcher = Batcher(nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts, cpu_threads=cpu_threads)
+    batcher = Batcher(
+        nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts, cpu_threads=cpu_threads
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -339,15 +349,26 @@ def create_app(
         if error:
             raise HTTPException(status_code=422, detail=f"{where} is {error}")
 
-    @app.post("/predict", response_model=PredictResult, response_model_exclude_unset=True,
-              responses={413: {"description": "Text over the character limit"}, 422: {"description": "Invalid request"}})
+    @app.post(
+        "/predict",
+        response_model=PredictResult,
+        response_model_exclude_unset=True,
+        responses={413: {"description": "Text over the character limit"}, 422: {"description": "Invalid request"}},
+    )
     async def predict(request: PredictRequest) -> Any:
         """Classify one text: the top emotion, its score and the six probabilities."""
         check_text(request.text)
         return (await batcher.classify([request.text], request.sentences))[0]
 
-    @app.post("/predict/batch", response_model=BatchResult, response_model_exclude_unset=True,
-              responses={413: {"description": "Too many texts, or a text over the character limit"}, 422: {"description": "Invalid request"}})
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResult,
+        response_model_exclude_unset=True,
+        responses={
+            413: {"description": "Too many texts, or a text over the character limit"},
+            422: {"description": "Invalid request"},
+        },
+    )
     async def predict_batch(request: BatchRequest) -> Any:
         """Classify several texts; results are in the order of `texts`."""
         if len(request.texts) > limits.max_batch:
@@ -363,10 +384,21 @@ def create_app(
             "status": "ok",
             "model_loaded": True,
             "version": __version__,
-            **{k: info[k] for k in ("model", "backend", "model_version", "threshold", "runtime", "linear_layers", "fast_path")},
-            "limits": {"max_chars": limits.max_chars, "max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
-            "batching": {"enabled": batcher.enabled, "max_wait_ms": batcher.max_wait_s * 1000,
-                         "max_texts": batcher.max_texts, **batcher.stats},
+            **{
+                k: info[k]
+                for k in ("model", "backend", "model_version", "threshold", "runtime", "linear_layers", "fast_path")
+            },
+            "limits": {
+                "max_chars": limits.max_chars,
+                "max_batch": limits.max_batch,
+                "max_body_bytes": limits.max_body_bytes,
+            },
+            "batching": {
+                "enabled": batcher.enabled,
+                "max_wait_ms": batcher.max_wait_s * 1000,
+                "max_texts": batcher.max_texts,
+                **batcher.stats,
+            },
             "cpu_threads": batcher.cpu_threads or None,
         }
 
@@ -393,7 +425,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", access_log: bool = True) -> None:
+def run(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", access_log: bool = True
+) -> None:
     """Serve `app` with uvicorn (one process: the model is loaded once)."""
     import uvicorn
 

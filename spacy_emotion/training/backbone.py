@@ -6,6 +6,7 @@ package is installed its folder is used instead of the Hub. Any other name is
 a local directory or a Hugging Face Hub model id (``distilbert-base-uncased``,
 ``roberta-base``, ``answerdotai/ModernBERT-base`` …), loaded by Transformers.
 """
+
 import importlib
 from pathlib import Path
 from typing import Callable, Dict, List, Optional

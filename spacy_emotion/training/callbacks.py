@@ -10,6 +10,7 @@ setting) used to change the order of every epoch after the first, as a new
 seed would. Reseeding before each update from the seed and the step leaves
 that order to the seed and the step alone.
 """
+
 import random
 from typing import Any, Callable, Dict
 

@@ -1,4 +1,5 @@
 """Turn emotion examples into spaCy DocBin corpora."""
+
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -6,8 +7,8 @@ import spacy
 from spacy.tokens import DocBin
 from wasabi import msg
 
-from .dataset import Example, Split, load_splits, sample
 from ..labels import LABELS
+from .dataset import Example, Split, load_splits, sample
 
 CORPUS_FILES = {"train": "train.spacy", "validation": "dev.spacy", "test": "test.spacy"}
 """The DocBin written for each split; validation becomes the dev corpus."""

@@ -14,6 +14,7 @@ field) raises :class:`DataError` naming the file and line, unless
 ``skip_invalid`` is set: then it is skipped and counted, never dropped
 silently.
 """
+
 import csv
 import json
 import os
@@ -211,9 +212,7 @@ def find_split_file(folder: Path, split: str) -> Path:
         path = folder / f"{split}{suffix}"
         if path.is_file():
             return path
-    raise FileNotFoundError(
-        f"No {split} file in {folder}: expected {split}" + "{" + ",".join(FORMATS) + "}"
-    )
+    raise FileNotFoundError(f"No {split} file in {folder}: expected {split}" + "{" + ",".join(FORMATS) + "}")
 
 
 def read_folder(folder: Path, skip_invalid: bool = False) -> Dict[str, Split]:

@@ -1,4 +1,5 @@
 """A training logger that shows progress in logs as well as in terminals."""
+
 import sys
 import time
 from typing import IO, Any, Callable, Dict, Optional, Tuple

@@ -1,4 +1,5 @@
 """Test-split metrics of an emotion model, computed with scikit-learn."""
+
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
