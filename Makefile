@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 # Extra arguments for `spacy project run all`, e.g. ARGS="--vars.gpu_id 0"
 ARGS ?=
 
-.PHONY: install run test browser clean
+.PHONY: install run test lint browser clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ browser:
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "Chromium not installed: the browser test will be skipped"
 
-test: install browser
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install browser lint
 	$(PY) -m pytest tests -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean:
