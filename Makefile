@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch lies on disk on our machines; elsewhere pick the build you need.
+# torch to install: the default is the build PyPI serves for this platform; pick another with TORCH=...
 TORCH ?= torch==2.13.0
 # Extra arguments for `spacy project run all`, e.g. ARGS="--vars.gpu_id 0"
 ARGS ?=
@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,serve,reports,onnx]"
+	$(PY) -m pip install --quiet -e ".[train,test,serve,reports,onnx]"
 	touch $@
 
 install: $(VENV)/.installed

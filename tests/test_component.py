@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import spacy
+from helpers import classifier as make_classifier
 from spacy.training import Example
 from tiny import make_backbone, toy_examples
 
@@ -21,10 +22,7 @@ TEXTS = [t for t, _ in toy_examples(3, seed=7)]
 
 
 def classifier(model, **config):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    nlp.add_pipe("emotion_classifier", config={"model": str(model), **config})
-    return nlp
+    return make_classifier(model, sentencizer=True, **config)
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,13 @@
 """A pipeline that contains emotion_classifier packages, installs and loads by name."""
 
 import json
-import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 import pytest
 import spacy
+from helpers import run_checked, venv_with_wheel
 
 from spacy_emotion.labels import LABELS
-
-
-def run(cmd, cwd):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 def test_package_pipeline_with_component(trained_pipeline, tmp_path):
@@ -27,7 +19,7 @@ def test_package_pipeline_with_component(trained_pipeline, tmp_path):
     nlp.meta["version"] = "0.0.1"
     nlp.to_disk(tmp_path / "pipeline")
     (tmp_path / "pkg").mkdir()
-    run(
+    run_checked(
         [
             sys.executable,
             "-m",
@@ -43,17 +35,7 @@ def test_package_pipeline_with_component(trained_pipeline, tmp_path):
     )
     wheels = list((tmp_path / "pkg").glob("*/dist/*.whl"))
     assert len(wheels) == 1
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
-    py = venv / "bin" / "python"
-    site = Path(
-        run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip()
-    )
-    (site / "parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])],
-        tmp_path,
-    )
+    py = venv_with_wheel(wheels[0], tmp_path)
     code = (
         "import json, spacy\n"
         "nlp = spacy.load('en_emotion_wrapped')\n"
@@ -61,7 +43,7 @@ def test_package_pipeline_with_component(trained_pipeline, tmp_path):
         "sents = [s._.emotion for s in doc.sents]\n"
         "print(json.dumps({'cats': doc.cats, 'sents': sents, 'reqs': nlp.meta.get('requirements', [])}))\n"
     )
-    out = json.loads(run([str(py), "-c", code], tmp_path).stdout.strip().splitlines()[-1])
+    out = json.loads(run_checked([str(py), "-c", code], tmp_path).stdout.strip().splitlines()[-1])
     assert out["cats"] == pytest.approx(expected, abs=1e-6)
     assert len(out["sents"]) == 2 and all(s in LABELS for s in out["sents"])
     assert any(r.replace("_", "-").startswith("spacy-emotion") for r in out["reqs"]), out["reqs"]

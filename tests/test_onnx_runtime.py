@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import spacy
 import torch
+from helpers import classifier
 from tiny import ARCHITECTURES, make_backbone, toy_examples
 
 from spacy_emotion.component import onnx_runtime
@@ -74,12 +75,6 @@ def test_onnx_forward_matches_torch(encoder, int8):
     with torch.no_grad():
         again = model(**batch)
     assert torch.equal(again.last_hidden_state, expected.last_hidden_state)
-
-
-def classifier(model, **config):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("emotion_classifier", config={"model": str(model), **config})
-    return nlp
 
 
 def probs(nlp, texts):

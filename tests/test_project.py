@@ -2,25 +2,17 @@
 
 import json
 import shutil
-import subprocess
 import sys
-import sysconfig
-from pathlib import Path
 
 import pytest
 import srsly
 from conftest import ROOT
+from helpers import run_checked, venv_with_wheel
 
 from spacy_emotion.cli.train import last_step_eval_frequency
 from spacy_emotion.labels import LABELS
 
 NAME = "emotiontest"  # a package name no real run uses
-
-
-def run(cmd, cwd, **kw):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def project(tmp_path_factory, toy_folder, tiny_bert):
     ]
     logs = {}
     for command in ("convert", "train", "evaluate", "package"):
-        logs[command] = run(
+        logs[command] = run_checked(
             [sys.executable, "-m", "spacy", "project", "run", command, ".", *overrides], cwd=root
         ).stdout
     return root, logs
@@ -107,17 +99,7 @@ def test_wheel_in_fresh_venv(project, tmp_path):
     root, _ = project
     wheels = list((root / "packages").glob(f"en_{NAME}_trf-*/dist/*.whl"))
     assert len(wheels) == 1
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
-    py = venv / "bin" / "python"
-    site = Path(
-        run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip()
-    )
-    (site / "parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheels[0])],
-        cwd=tmp_path,
-    )
+    py = venv_with_wheel(wheels[0], tmp_path)
     code = (
         "import json, spacy\n"
         f"nlp = spacy.load('en_{NAME}_trf')\n"
@@ -126,8 +108,8 @@ def test_wheel_in_fresh_venv(project, tmp_path):
         "reqs = nlp.meta.get('requirements', [])\n"
         "print(json.dumps({'file': mod.__file__, 'cats': doc.cats, 'requirements': reqs}))\n"
     )
-    out = json.loads(run([str(py), "-c", code], cwd=tmp_path).stdout.strip().splitlines()[-1])
-    assert out["file"].startswith(str(site))
+    out = json.loads(run_checked([str(py), "-c", code], cwd=tmp_path).stdout.strip().splitlines()[-1])
+    assert out["file"].startswith(str(py.parent.parent))  # the new venv's copy, not this one's
     assert set(out["cats"]) == set(LABELS)
     assert any(r.startswith("spacy-emotion") or r.startswith("spacy_emotion") for r in out["requirements"]), out[
         "requirements"

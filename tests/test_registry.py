@@ -1,41 +1,47 @@
-"""Every entry point the package declares resolves to the registered function of that name."""
+"""Every entry point that setup.cfg declares resolves to the registered function of that name."""
 
+import configparser
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from spacy.language import Language
 from spacy.util import registry
 
-GROUPS = {
-    "spacy_factories": None,
-    "spacy_architectures": registry.architectures,
-    "spacy_scorers": registry.scorers,
-    "spacy_loggers": registry.loggers,
-}
+SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
 
 
-def declared():
+def declared_in_setup_cfg():
+    """(group, name, target) of every spaCy entry point in setup.cfg."""
+    parser = configparser.ConfigParser()
+    parser.read(SETUP_CFG, encoding="utf8")
     found = []
-    for group in GROUPS:
-        for ep in entry_points(group=group):
-            if ep.value.startswith("spacy_emotion"):
-                found.append((group, ep))
+    for group, lines in parser["options.entry_points"].items():
+        if not group.startswith("spacy_"):
+            continue
+        for line in filter(None, (line.strip() for line in lines.splitlines())):
+            name, target = (part.strip() for part in line.split("=", 1))
+            found.append((group, name, target))
     return found
 
 
-def test_entry_points_are_declared():
-    names = {(g, ep.name) for g, ep in declared()}
-    assert ("spacy_factories", "emotion_classifier") in names
-    assert ("spacy_architectures", "spacy_emotion.TransformerModel.v1") in names
-    assert ("spacy_scorers", "spacy_emotion.emotion_scorer.v1") in names
-    assert ("spacy_loggers", "spacy_emotion.ConsoleLogger.v1") in names
+DECLARED = declared_in_setup_cfg()
 
 
-@pytest.mark.parametrize("group,ep", declared(), ids=lambda x: getattr(x, "name", x))
-def test_entry_point_resolves_to_registered_name(group, ep):
-    func = ep.load()
+def test_every_group_is_declared():
+    groups = {group for group, _, _ in DECLARED}
+    assert {"spacy_factories", "spacy_scorers", "spacy_loggers", "spacy_architectures", "spacy_callbacks"} <= groups
+
+
+@pytest.mark.parametrize("group,name,target", DECLARED, ids=[f"{g}:{n}" for g, n, _ in DECLARED])
+def test_entry_point_resolves_to_registered_name(group, name, target):
+    installed = {ep.name: ep for ep in entry_points(group=group)}
+    assert name in installed, f"{group}:{name} is in setup.cfg but not in the installed metadata (reinstall)"
+    assert installed[name].value == target
+    func = installed[name].load()
     if group == "spacy_factories":
-        assert Language.has_factory(ep.name)
-        assert Language.get_factory_meta(ep.name).factory == ep.name
+        assert Language.has_factory(name)
+        assert Language.get_factory_meta(name).factory == name
     else:
-        assert GROUPS[group].get(ep.name) is func
+        table = getattr(registry, group[len("spacy_") :])
+        assert table.get(name) is func

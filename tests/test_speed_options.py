@@ -20,6 +20,7 @@ import pytest
 import spacy
 import torch
 from conftest import TRF_CONFIG, train_tiny
+from helpers import classifier
 from tiny import ARCHITECTURES, make_backbone, toy_examples
 
 from spacy_emotion.component.pipe import DEFAULT_CONFIG
@@ -85,12 +86,6 @@ def keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def classifier(model, **config):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("emotion_classifier", config={"model": str(model), **config})
-    return nlp
 
 
 def predict(nlp, texts=TEXTS, batch_size=64):

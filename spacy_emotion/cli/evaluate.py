@@ -7,8 +7,7 @@ import srsly
 import typer
 from wasabi import msg
 
-from ..training.metrics import compute_metrics, predict_corpus, predicted_labels, write_predictions
-from .app import app
+from .app import app, require_extra
 
 
 @app.command("evaluate")
@@ -26,7 +25,10 @@ def evaluate_cli(
     ),
 ) -> None:
     """Evaluate a trained emotion pipeline on a corpus and write metrics JSON."""
+    require_extra("train", "sklearn")
     import spacy
+
+    from ..training.metrics import compute_metrics, predict_corpus, predicted_labels, write_predictions
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)

@@ -229,8 +229,10 @@ def read_hub(name: str = HUB_DATASET, skip_invalid: bool = False) -> Dict[str, S
     name (str): the Hub dataset id.
     RETURNS (Dict[str, Split]): the splits by name.
     """
-    from datasets import load_dataset
-
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise RuntimeError('Reading the Hub needs the datasets package: pip install "spacy-emotion[train]"') from None
     dataset = load_dataset(name)
     splits = {}
     for split in SPLITS:
