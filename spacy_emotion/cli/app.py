@@ -31,8 +31,8 @@ RUNTIME_OPTION = typer.Option(
 QUANTIZE_OPTION = typer.Option(
     "auto",
     "--quantize",
-    help=f"Linear layers: {', '.join(QUANTIZE_MODES)} (auto: bf16-full on CPUs with native bf16, "
-    "else float32; bf16-full: the whole transformer in bf16, bf16: its Linear layers)",
+    help=f"Number format of the transformer: {', '.join(QUANTIZE_MODES)} (the component's quantize setting; "
+    "see docs/speed.md)",
 )
 
 

@@ -12,7 +12,7 @@ before, as torch tensors. The torch weights stay as they are, so saving
 writes the float model. This is inference only: nothing here has gradients.
 
 Needs the `onnx` extra: ``pip install "spacy-emotion[onnx]"`` (onnx,
-onnxruntime). Measured speed and accuracy: benchmarks/RESULTS.md.
+onnxruntime). Measured speed and accuracy: docs/speed.md.
 """
 
 import ctypes
@@ -88,9 +88,8 @@ def export(module: torch.nn.Module, names: Sequence[str], path: Path) -> Any:
         axes.update({k: {0: "batch", 1: "sequence"} if v.dim() == 3 else {0: "batch"} for k, v in outputs.items()})
         with warnings.catch_warnings():
             # the TorchScript exporter, deprecated since torch 2.9 for the
-            # torch.export-based one, which on MiniLM took 5x as long, needs
-            # onnxscript, and gave a graph whose attention ONNX Runtime's
-            # optimizer did not fuse (benchmarks/RESULTS.md)
+            # torch.export-based one, which is slower, needs onnxscript, and
+            # gave a graph whose attention ONNX Runtime's optimizer did not fuse
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Positional(module, names).eval(),
@@ -135,11 +134,10 @@ def quantize_int8(path: Path, out: Path) -> None:
     weights: int8 with one scale per output channel, 7-bit range; activations
     uint8, scaled per batch. The fused attention stays float32.
 
-    Chosen on the validation split (benchmarks/RESULTS.md): the full 8-bit
-    range saturates in the uint8 x int8 products of CPUs without AVX-512
-    VNNI (ONNX Runtime's documented `reduce_range` case) and changed 1.75 %
-    of the labels; quantizing the fused attention too was no faster and
-    lost more accuracy.
+    Chosen on the validation split (docs/history.md): the full 8-bit range
+    saturates in the uint8 x int8 products of CPUs without AVX-512 VNNI
+    (ONNX Runtime's documented `reduce_range` case) and changed more labels;
+    quantizing the fused attention too was no faster and lost accuracy.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -159,9 +157,8 @@ def quantize_int8(path: Path, out: Path) -> None:
 def release_freed_heap() -> bool:
     """Hand the heap freed by the export back to the OS (glibc's `malloc_trim`).
 
-    Tracing, fusing and quantizing build several copies of the graph; glibc
-    keeps the freed memory, about 450 MB for MiniLM (measured RSS after
-    loading: 1,250 MB without the trim, 800 MB with it; torch alone 650 MB).
+    Tracing, fusing and quantizing build several copies of the graph, and
+    glibc keeps the memory they freed unless asked to return it.
     RETURNS (bool): whether memory was released (False off glibc).
     """
     gc.collect()

@@ -13,26 +13,11 @@ keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
 `per_sentence` also `span._.emotion`, `span._.emotion_score` and
 `span._.emotion_cats` for every sentence.
 
-Speed settings (see `speed.SpeedOptions`), with their defaults:
-
-    nlp.add_pipe("emotion_classifier", config={
-        "sort_by_length": True,    # length-bucketed model batches
-        "batch_tokens": 512,       # padded tokens per bucket
-        "inference_mode": True,    # torch.inference_mode()
-        "torch_threads": 0,        # torch.set_num_threads for the model (0: torch's)
-        "quantize": "auto",        # "bf16-full" (the whole transformer in bf16) on
-                                   # CPUs with native bf16 (AVX-512 BF16, AMX),
-                                   # else float32; or "none", "int8", "bf16"
-                                   # (Linear layers only), "bf16-full"
-        "autocast": "none",        # bf16/fp16 autocast (GPU)
-        "runtime": "torch",        # or "onnx": ONNX Runtime on the CPU
-        "fast_path": True,         # trained pipelines: whole batches, not nlp.pipe
-    })
-
-They apply when the model loads and never change what is saved. To run
-the model exactly as trained (float32, the pipeline's own batches), set
-sort_by_length false, inference_mode false, quantize "none" and fast_path
-false.
+The speed settings (`sort_by_length`, `batch_tokens`, `inference_mode`,
+`torch_threads`, `quantize`, `autocast`, `runtime`, `fast_path`; see
+`speed.SpeedOptions`) apply when the model loads and never change what is
+saved. What each does and costs: docs/speed.md. Every setting and the
+behaviour on edge cases: docs/component.md.
 """
 
 from pathlib import Path
@@ -128,8 +113,21 @@ def make_emotion_classifier(
     runtime: str,
     fast_path: bool,
 ) -> "EmotionClassifier":
-    """Create an `emotion_classifier` (see EmotionClassifier); spaCy fills
-    every argument from DEFAULT_CONFIG and the user's config."""
+    """Create an `emotion_classifier`. spaCy fills every argument from
+    DEFAULT_CONFIG and the user's config.
+
+    nlp (Language): the pipeline the component is added to.
+    name (str): the component's name in the pipeline.
+    model (str): the emotion model (see EmotionClassifier.__init__).
+    threshold (float): below this probability `doc._.emotion` is None.
+    per_sentence (bool): also classify every sentence.
+    cats_prefix (str): prefix of the keys written to `doc.cats`.
+    scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
+    sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
+        autocast, runtime, fast_path: the speed settings (see
+        `speed.SpeedOptions` and docs/speed.md).
+    RETURNS (EmotionClassifier): the component.
+    """
     return EmotionClassifier(
         nlp.vocab,
         name,
@@ -152,8 +150,9 @@ def make_emotion_classifier(
 class EmotionClassifier(Pipe):
     """Set `doc.cats` and `doc._.emotion` from a trained emotion model.
 
-    The model is loaded on first use (or by `from_disk`/`from_bytes`), so a
-    saved pipeline loads even after the original model path is gone.
+    The model is loaded on first use (or by `initialize`, `from_disk` or
+    `from_bytes`); `to_disk` saves it with the pipeline, so a saved pipeline
+    loads even after the original model path is gone.
     """
 
     def __init__(
@@ -175,7 +174,10 @@ class EmotionClassifier(Pipe):
         runtime: str = "torch",
         fast_path: bool = True,
     ) -> None:
-        """
+        """Initialize the component; the model itself is loaded on first use.
+
+        vocab (Vocab): the pipeline's vocab.
+        name (str): the component's name in the pipeline.
         model (str): an installed package or a directory: a pipeline trained
             by the spacy-emotion project, or a Hugging Face sequence-
             classification checkpoint with the six emotion labels.
@@ -185,8 +187,8 @@ class EmotionClassifier(Pipe):
         cats_prefix (str): prefix of the keys written to `doc.cats`.
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
-            autocast, runtime, fast_path: speed settings, applied when the model loads (see
-            `speed.SpeedOptions`).
+            autocast, runtime, fast_path: speed settings, applied when the
+            model loads (see `speed.SpeedOptions` and docs/speed.md).
         """
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")
@@ -235,15 +237,26 @@ class EmotionClassifier(Pipe):
 
     # ---- prediction ---------------------------------------------------
     def __call__(self, doc: Doc, *, per_sentence: Optional[bool] = None) -> Doc:
-        """Annotate one doc. per_sentence overrides the config for this call
-        (also through `nlp(text, component_cfg={name: {"per_sentence": True}})`)."""
+        """Annotate one doc.
+
+        doc (Doc): the doc to annotate.
+        per_sentence (Optional[bool]): overrides the config for this call
+            (also through `nlp(text, component_cfg={name: {"per_sentence": True}})`).
+        RETURNS (Doc): the same doc, annotated.
+        """
         self.set_annotations([doc], self.predict([doc], per_sentence=per_sentence))
         return doc
 
     def pipe(
         self, stream: Iterable[Doc], *, batch_size: int = 128, per_sentence: Optional[bool] = None
     ) -> Iterator[Doc]:
-        """Annotate a stream of docs, running the model once per batch, in order."""
+        """Annotate a stream of docs, running the model once per batch.
+
+        stream (Iterable[Doc]): the docs.
+        batch_size (int): docs per model call.
+        per_sentence (Optional[bool]): overrides cfg["per_sentence"].
+        YIELDS (Doc): the docs, annotated, in input order.
+        """
         for docs in minibatch(stream, size=batch_size):
             self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
             yield from docs

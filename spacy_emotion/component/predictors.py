@@ -21,8 +21,7 @@ Empty or whitespace-only texts are never sent to a model: they get the
 uniform distribution (1/6 for every label).
 
 Both backends take :class:`SpeedOptions` (the speed settings of
-`emotion_classifier`, see its config): length-bucketed batches, inference
-mode, torch threads, int8 or bf16 Linear layers and bf16/fp16 autocast.
+`emotion_classifier`; docs/speed.md).
 Without options a predictor runs the model as trained
 (:meth:`SpeedOptions.as_trained`: float32, the pipeline's own batching);
 the component passes its own settings, fast by default.
@@ -82,14 +81,12 @@ def _label_order(names: List[str], source: str) -> List[int]:
 
 
 WORDPIECE_MULTIPLE = 16
-"""With sort_by_length and bf16 Linear layers (quantize "bf16" or "bf16-full"), the spaCy backend pads each
-model batch to a multiple of this many wordpieces: fewer distinct tensor
-shapes, so that the memory the allocator keeps after a long stream stays
-lower, at the same speed (measured on an AVX-512 BF16 CPU:
-benchmarks/RESULTS.md). Float32, int8 and ONNX Runtime batches are not
-padded: there the padded wordpieces cost their full compute (float32 on an
-AVX2 CPU: 10-25 % fewer docs/s). Padding is masked: the scores don't change
-beyond float rounding."""
+"""With sort_by_length and a bf16 format (quantize "bf16" or "bf16-full"), the
+spaCy backend pads each model batch to a multiple of this many wordpieces:
+fewer distinct tensor shapes, so that the memory the allocator keeps after a
+long stream stays lower (docs/speed.md). Float32, int8 and ONNX Runtime
+batches are not padded: there the padded wordpieces cost their full compute.
+Padding is masked: the scores don't change beyond float rounding."""
 
 
 def pad_to_multiple(tokenizer, multiple: int) -> None:

@@ -7,13 +7,10 @@ spaCy backend's batched fast path);
 :class:`TorchRuntime` applies them to the predictor's torch module;
 :func:`length_batches` cuts texts into length buckets.
 
-The defaults are the settings measured to be faster at the same labels:
-length buckets, inference mode, the fast path, and on a CPU that computes
-bf16 natively (AVX-512 BF16 or AMX) the whole transformer in bf16 (the
-trained MiniLM: 2.2x float32 with AVX-512 BF16, the float32 label on every
-validation text; 1.6x with AMX, the float32 label on every test text).
-:meth:`SpeedOptions.as_trained` changes nothing. Measured speed and accuracy
-of each: benchmarks/RESULTS.md.
+The defaults are length buckets, inference mode, the fast path, and on a
+CPU that computes bf16 natively (AVX-512 BF16 or AMX) the whole transformer
+in bf16. :meth:`SpeedOptions.as_trained` changes nothing. What each setting
+does and its measured speed and accuracy: docs/speed.md.
 """
 
 import contextlib
@@ -56,22 +53,20 @@ class SpeedOptions:
     quantize (str): the format of the transformer's Linear layers:
         "none" (float32, as trained); "int8": dynamic int8 quantization
         (torch.ao.quantization.quantize_dynamic, weights scaled per output
-        channel; CPU only, fast on CPUs with AVX-512 VNNI; changes a few
-        labels); "bf16": bf16 weights and matrix products, float32 inputs
-        and outputs (everything else, LayerNorm and softmax included, stays
-        float32); "bf16-full": the whole transformer in bf16, weights and
+        channel; CPU only; changes a few labels); "bf16": bf16 weights and
+        matrix products, float32 inputs and outputs (everything else,
+        LayerNorm and softmax included, stays float32); "bf16-full": the whole transformer in bf16, weights and
         activations (embeddings, attention, GELU and LayerNorm too; no
         float32 round trip around each Linear layer), its outputs cast to
-        float32 (faster than "bf16" on the CPUs measured, with AVX-512 BF16
-        and with AMX); "auto": "bf16-full" on a CPU that computes bf16
+        float32; "auto": "bf16-full" on a CPU that computes bf16
         natively (:func:`native_bf16_cpu`), "none" on other CPUs, on a GPU,
         and when `autocast` is set. Saving the pipeline still writes the original
         float weights.
     autocast (str): "none", "bf16" or "fp16": run the transformer under
         `torch.autocast` in that dtype, for GPUs; outputs are cast back to
-        float32. On a CPU quantize="bf16" is as fast with a lower
-        single-text latency (it casts the weights once, autocast in every
-        call). Not together with quantize "int8" or "bf16".
+        float32. On a CPU quantize="bf16" does the same job and casts the
+        weights once instead of in every call. Not together with quantize
+        "int8", "bf16" or "bf16-full".
     fast_path (bool): spaCy backend: run the trained pipeline's transformer
         and textcat over whole batches (one alignment, pooling and softmax
         per batch, see `fast_path.BatchedTextcat`) instead of `nlp.pipe`,
@@ -139,8 +134,7 @@ class SpeedOptions:
             return self.quantize
         if self.autocast != "none" or device_type != "cpu":
             return "none"
-        # chosen on validation (paired runs, benchmarks/RESULTS.md): 1.27x "bf16"
-        # with AMX, 1.14-1.31x with AVX-512 BF16, the same labels as float32
+        # chosen on the validation split (docs/speed.md)
         return "bf16-full" if native_bf16_cpu() else "none"
 
     @classmethod

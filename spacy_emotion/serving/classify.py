@@ -126,7 +126,7 @@ def set_cpu_threads(n: int) -> None:
 
     torch's default is one thread per core. On a small or busy machine (other
     processes on the same cores) its threads wait on each other, and a call
-    on one short text can take ten times longer than with 1 thread; measure
+    on one short text can take much longer than with 1 thread; measure
     (benchmarks/load_test.py) before choosing.
     """
     if n > 0:

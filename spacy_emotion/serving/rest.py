@@ -3,7 +3,7 @@
 Endpoints (OpenAPI docs at ``/docs``):
 
 * ``POST /predict`` ``{"text": str, "sentences": bool = false}`` -> ``{"emotion",
-  "score", "cats", ["sentences"]}`` (the dict of `inference.doc_result`).
+  "score", "cats", ["sentences"]}`` (the dict of `classify.doc_result`).
 * ``POST /predict/batch`` ``{"texts": [str, ...], "sentences": bool = false}``
   -> ``{"results": [...]}`` in the order of ``texts``.
 * ``GET /health``: model loaded, versions, limits, batching statistics.
@@ -55,8 +55,8 @@ DEFAULT_MAX_BATCH = 64
 """Texts per ``/predict/batch`` request."""
 DEFAULT_BATCH_WAIT_MS = 0.0
 """How long to wait for more requests before a model call. 0: take only what
-queued up while the model was busy (measured best on 2 CPU cores, see
-benchmarks/RESULTS.md); a few ms can help when requests arrive in bursts."""
+queued up while the model was busy (docs/rest.md); a few ms can help when
+requests arrive in bursts."""
 DEFAULT_MAX_BATCH_TEXTS = 64
 """Texts per model call when grouping requests (a batch request is never split)."""
 STATIC_DIR = Path(__file__).parent / "static"
@@ -300,12 +300,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app, loading the model now (not on the first request).
 
-    model (Union[str, Language]): a model for `inference.build_pipeline`, or
+    model (Union[str, Language]): a model for `classify.build_pipeline`, or
         a pipeline it built (threshold and gpu_id are then ignored).
     cpu_threads (int): torch threads for the model (0: torch's default; see
-        `inference.set_cpu_threads`).
+        `classify.set_cpu_threads`).
     speed (Optional[Dict[str, Any]]): speed settings of emotion_classifier
-        (`runtime`, `quantize`, ...) for `inference.build_pipeline`.
+        (`runtime`, `quantize`, ...) for `classify.build_pipeline`.
     RETURNS (FastAPI): the app; run it with uvicorn.
     """
     from .. import __version__
