@@ -37,7 +37,20 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
+    """Peak resident set size of this process so far, in MB.
+
+    Linux: VmHWM of /proc/self/status, which starts afresh in a new program.
+    Not ru_maxrss there: Linux keeps it across fork and exec, so a job process
+    would report the peak of the process that started it when that is higher.
+    Elsewhere ru_maxrss.
+    RETURNS (float): the peak, in MB.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            line = next(line for line in fh if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 

@@ -245,6 +245,18 @@ def test_percentile_is_nearest_rank():
     assert math.isnan(percentile([], 50))  # the load test with every request failed
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux /proc only")
+def test_peak_rss_is_the_process_own():
+    """A job's peak RSS is its own, not that of the (larger) process that started it."""
+    ballast = bytearray(300 * 2**20)
+    ballast[:: 2**12] = b"x" * len(ballast[:: 2**12])  # touch every page: now resident
+    parent = measure.peak_rss_mb()
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks import measure; print(measure.peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True).stdout)
+    del ballast
+    assert parent >= 300 and 0 < child < parent - 250
+
+
 def test_rss_curve_keeps_the_highest_reading_between_marks():
     # RSS readings that rise to a high and fall back (a heap trim) between two marks
     readings = iter([100.0, 180.0, 110.0, 120.0, 300.0, 130.0])
