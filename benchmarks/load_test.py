@@ -22,16 +22,19 @@ Exit code: 0 when every request succeeded, 1 when some failed or the run hit
 import argparse
 import asyncio
 import json
-import math
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.measure import percentile  # noqa: E402
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TEXTS = [
@@ -52,15 +55,6 @@ TEXTS = [
     "i love spending sundays with my family",
     "i feel mad at myself for forgetting her birthday",
 ]
-
-
-def percentile(values: List[float], q: float) -> float:
-    """Nearest-rank percentile of `values` (q in [0, 100])."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
 
 
 def check_loopback(url: str) -> str:

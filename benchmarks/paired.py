@@ -1,8 +1,8 @@
 """Two `emotion_classifier` settings compared in one process, interleaved.
 
-bench.py times each setting in a fresh process of its own. On a shared
-2-core VM the same setting varies by about 10 % from one process to the next
-(benchmarks/RESULTS.md), which hides any smaller difference. Here both
+bench.py times each setting in a fresh process of its own. On a small shared
+machine the same setting can vary by several per cent from one process to the
+next, which hides any smaller difference. Here both
 settings are loaded into one process and take turns over the same texts,
 round after round (A B, then B A, ...). Each round gives a paired ratio B/A,
 which the machine's drift affects far less than it does two separate
@@ -15,31 +15,38 @@ min, max), and how far B's probabilities and labels are from A's.
         --a '{"fast_path": false}' --b '{}' --rounds 10 --out benchmarks/paired.json
 
 Settings are the component's config keys as JSON (`{}`: its defaults).
-Nothing here is asserted: the numbers are for RESULTS.md, with the date,
-machine, commit and command the output file records.
+Nothing here is asserted; the output file records the date, machine, commit
+and command with the figures.
 """
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (read_split, machine_info, git_commit, log: one implementation)
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import log  # noqa: E402
+from benchmarks.report import run_meta  # noqa: E402
+from benchmarks.systems import LABELS, load_runner, read_split  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line; --a and --b parsed from JSON.
+
+    argv (Optional[List[str]]): the arguments (default: sys.argv[1:]).
+    RETURNS (argparse.Namespace): the options.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", default="training/trf/model-best", help="the trained pipeline (directory or package)"
     )
     parser.add_argument(
-        "--data", default=str(bench.ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the splits"
+        "--data", default=str(ROOT.parent / "shared" / "data" / "emotion"), help="dataset folder with the splits"
     )
     parser.add_argument("--a", default='{"fast_path": false}', help="settings of A, JSON (the baseline)")
     parser.add_argument("--b", default="{}", help="settings of B, JSON (default: the component's defaults)")
@@ -70,16 +77,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def load(model: str, settings: Dict[str, Any], batch_size: int):
-    """bench.py's A-component over `model` with `settings`, loaded now: RETURNS its pipeline."""
+    """bench.py's A-component over `model` with `settings`, loaded now.
+
+    model (str): the trained pipeline.
+    settings (Dict[str, Any]): emotion_classifier config keys.
+    batch_size (int): docs per nlp.pipe batch.
+    RETURNS (Language): the blank pipeline with the component.
+    """
     job = {"system": "A-component", "model": model, "options": settings, "batch_size": batch_size, "device": "cpu"}
-    return bench.load_runner(job).nlp
+    return load_runner(job).nlp
 
 
 def scores(nlp, texts: List[str], batch_size: int):
-    """RETURNS (np.ndarray): the (n, 6) doc.cats of the texts."""
+    """The six emotions' scores of each text.
+
+    nlp (Language): a pipeline with emotion_classifier.
+    texts (List[str]): the texts.
+    batch_size (int): docs per nlp.pipe batch.
+    RETURNS (np.ndarray): the (n, 6) doc.cats of the texts, columns in LABELS order.
+    """
     import numpy as np
 
-    return np.asarray([[doc.cats[label] for label in bench.LABELS] for doc in nlp.pipe(texts, batch_size=batch_size)])
+    return np.asarray([[doc.cats[label] for label in LABELS] for doc in nlp.pipe(texts, batch_size=batch_size)])
 
 
 def accuracy_of(probabilities, gold: List[str]) -> float:
@@ -92,18 +111,21 @@ def accuracy_of(probabilities, gold: List[str]) -> float:
     return float(accuracy_score(gold, predicted_labels(probabilities)))
 
 
-def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
+def compare(args: argparse.Namespace, argv: List[str]) -> Dict[str, Any]:
+    """Load both settings and time them in alternating rounds.
+
+    args (argparse.Namespace): the options.
+    argv (List[str]): the command line, recorded with the results.
+    RETURNS (Dict[str, Any]): "meta", "A", "B", the paired ratios and how far B's scores are from A's.
+    """
     meta = {  # before loading anything: the date and load average of the start
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": bench.machine_info("cpu"),
-        "commit": bench.git_commit(),
-        "command": command,
+        **run_meta("cpu", "benchmarks/paired.py", argv),
         "model": args.model,
         "split": args.split,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
     }
-    texts, gold = bench.read_split(Path(args.data), args.limit, args.split)
+    texts, gold = read_split(Path(args.data), args.limit, args.split)
     nlps = {"A": load(args.model, args.a, args.batch_size), "B": load(args.model, args.b, args.batch_size)}
     first = {
         name: scores(nlp, texts, args.batch_size) for name, nlp in nlps.items()
@@ -114,7 +136,7 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
             start = time.perf_counter()
             scores(nlps[name], texts, args.batch_size)
             rates[name].append(len(texts) / (time.perf_counter() - start))
-        bench.log("paired", f"round {round_ + 1}/{args.rounds}: A {rates['A'][-1]:.1f}, B {rates['B'][-1]:.1f} docs/s")
+        log("paired", f"round {round_ + 1}/{args.rounds}: A {rates['A'][-1]:.1f}, B {rates['B'][-1]:.1f} docs/s")
     ratios = [b / a for a, b in zip(rates["A"], rates["B"])]
     agree = float((first["A"].argmax(axis=1) == first["B"].argmax(axis=1)).mean())
     accuracy = {name: accuracy_of(first[name], gold) for name in first}
@@ -144,6 +166,7 @@ def compare(args: argparse.Namespace, command: str) -> Dict[str, Any]:
 
 
 def summary(result: Dict[str, Any]) -> str:
+    """One line: each side's median docs/s and accuracy, the paired ratios, the score differences."""
     r = result["ratio_b_over_a"]
     return (
         f"A {json.dumps(result['A']['settings'])}: {result['A']['median_docs_per_s']:.1f} docs/s, "
@@ -156,9 +179,14 @@ def summary(result: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Compare two settings; write the JSON file (--out) and print one line.
+
+    argv (Optional[List[str]]): the arguments (default: sys.argv[1:]).
+    RETURNS (Dict[str, Any]): the results.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    result = compare(args, "python benchmarks/paired.py " + " ".join(shlex.quote(a) for a in argv))
+    result = compare(args, argv)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")

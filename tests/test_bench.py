@@ -1,11 +1,10 @@
-"""benchmarks/bench.py runs end to end on a tiny model and writes well-formed results.
+"""benchmarks/bench.py and paired.py run end to end on a tiny model and write well-formed results.
 
 Nothing here asserts a speed: timings of a tiny model on a shared machine say
 nothing. Only that every system, setting and trainer ran and reported
 positive, finite numbers in results.json and results.md.
 """
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -21,17 +20,11 @@ from spacy_emotion.component.speed import SpeedOptions
 from spacy_emotion.labels import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the benchmarks package sits next to tests/
+    sys.path.insert(0, str(ROOT))
 SCRIPT = ROOT / "benchmarks" / "bench.py"
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+from benchmarks import measure, paired, systems  # noqa: E402
 
 
 def run_script(*args, timeout=900):
@@ -215,7 +208,7 @@ def test_export_is_the_pipelines_backbone(pooling, trained_pipeline, mean_pooled
     from transformers import AutoModelForSequenceClassification
 
     source = trained_pipeline if pooling == "cls+mean" else mean_pooled_pipeline
-    info = bench.export_hf_checkpoint(source, tmp_path / "ckpt")
+    info = systems.export_hf_checkpoint(source, tmp_path / "ckpt")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt")
     nlp = spacy.load(source)
     encoder = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
@@ -234,28 +227,48 @@ def test_export_is_the_pipelines_backbone(pooling, trained_pipeline, mean_pooled
 
 
 def test_helpers():
-    assert bench.LABELS == LABELS
-    order = bench.stream_order(7, 50, seed=3)
+    assert systems.LABELS == LABELS
+    order = measure.stream_order(7, 50, seed=3)
     assert len(order) == 50 and set(Counter(order).values()) <= {7, 8}
-    assert order != sorted(order) and order == bench.stream_order(7, 50, seed=3)
-    assert bench.percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and bench.percentile([1.0, 2.0], 95) == 2.0
-    assert list(bench.batches(range(5), 2)) == [[0, 1], [2, 3], [4]]
-    assert bench.n_words(["a b", " c "]) == 3
-    assert bench.rss_mb() > 0 and bench.peak_rss_mb() >= bench.rss_mb() * 0.5
+    assert order != sorted(order) and order == measure.stream_order(7, 50, seed=3)
+    assert list(measure.batches(range(5), 2)) == [[0, 1], [2, 3], [4]]
+    assert measure.n_words(["a b", " c "]) == 3
+    assert measure.rss_mb() > 0 and measure.peak_rss_mb() >= measure.rss_mb() * 0.5
+
+
+def test_percentile_is_nearest_rank():
+    percentile = measure.percentile
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and percentile([1.0, 2.0], 95) == 2.0
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50.0, 99.0, 100.0)
+    assert percentile([3.0], 50) == 3.0
+    assert math.isnan(percentile([], 50))  # the load test with every request failed
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux /proc only")
+def test_peak_rss_is_the_process_own():
+    """A job's peak RSS is its own, not that of the (larger) process that started it."""
+    ballast = bytearray(300 * 2**20)
+    ballast[:: 2**12] = b"x" * len(ballast[:: 2**12])  # touch every page: now resident
+    parent = measure.peak_rss_mb()
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks import measure; print(measure.peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True).stdout)
+    del ballast
+    assert parent >= 300 and 0 < child < parent - 250
 
 
 def test_rss_curve_keeps_the_highest_reading_between_marks():
     # RSS readings that rise to a high and fall back (a heap trim) between two marks
     readings = iter([100.0, 180.0, 110.0, 120.0, 300.0, 130.0])
     seen = []
-    curve = bench.rss_curve(
+    curve = measure.rss_curve(
         range(6), marks={2, 6}, read=lambda: next(readings), every=1, on_mark=lambda d, mb: seen.append((d, mb))
     )
     assert curve == {2: 180.0, 6: 300.0}  # not the 110.0 and 130.0 read at the marks themselves
     assert seen == [(2, 180.0), (6, 300.0)]
     # between samples only the marks are read; a mark the stream never reaches is absent
     reads = []
-    curve = bench.rss_curve(range(5), marks={3, 10}, read=lambda: reads.append(1) or 50.0, every=4)
+    curve = measure.rss_curve(range(5), marks={3, 10}, read=lambda: reads.append(1) or 50.0, every=4)
     assert curve == {3: 50.0} and len(reads) == 2  # read at the mark (3) and at the 4th item
 
 
@@ -334,11 +347,8 @@ def test_paired_comparison_writes_well_formed_results(trained_pipeline, toy_fold
 
 
 def test_paired_accuracy_counts_the_most_probable_label():
-    spec = importlib.util.spec_from_file_location("paired", PAIRED)
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)  # it finds bench.py next to itself
     probabilities = np.zeros((4, 6))
-    for row, column in enumerate([0, 5, 2, 2]):  # sadness, surprise, love, love (bench.LABELS order)
+    for row, column in enumerate([0, 5, 2, 2]):  # sadness, surprise, love, love (LABELS order)
         probabilities[row, column] = 1.0
     assert paired.accuracy_of(probabilities, ["sadness", "surprise", "love", "joy"]) == pytest.approx(0.75)
     assert paired.accuracy_of(probabilities, ["joy", "joy", "joy", "joy"]) == 0.0
@@ -356,3 +366,19 @@ def test_paired_accuracy_counts_the_most_probable_label():
 def test_paired_rejects_bad_arguments(bad, message):
     proc = subprocess.run([sys.executable, str(PAIRED), *bad], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_results_written_during_a_run_say_they_are_partial(results, tmp_path):
+    """bench.py rewrites results.json / results.md after each part: a run stopped early keeps its rows."""
+    import copy
+
+    from benchmarks import report
+
+    _, res = results
+    run = copy.deepcopy(res)
+    report.write_results(run, tmp_path, partial=True)
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf8"))["meta"]["partial"] is True
+    assert "**Partial:" in (tmp_path / "results.md").read_text(encoding="utf8")
+    report.write_results(run, tmp_path)
+    assert "partial" not in json.loads((tmp_path / "results.json").read_text(encoding="utf8"))["meta"]
+    assert (tmp_path / "results.md").read_text(encoding="utf8") == report.markdown(res)

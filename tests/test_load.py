@@ -1,6 +1,5 @@
 """benchmarks/load_test.py: a smoke run on loopback, loopback-only, errors counted."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,13 +12,6 @@ from spacy_emotion.serving.classify import build_pipeline
 from spacy_emotion.serving.rest import create_app
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "load_test.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("load_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +78,3 @@ def test_only_loopback(url):
     proc = run_script("--url", url, "--requests", "1", timeout=60)
     assert proc.returncode == 2
     assert "only targets" in proc.stderr
-
-
-def test_percentile():
-    percentile = load_script().percentile
-    values = [float(v) for v in range(1, 101)]
-    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50.0, 99.0, 100.0)
-    assert percentile([3.0], 50) == 3.0
