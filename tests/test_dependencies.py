@@ -37,6 +37,11 @@ def run_without_extras(code: str, tmp_path: Path) -> subprocess.CompletedProcess
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
 
 
+def run_cli_without_extras(argv, tmp_path: Path) -> subprocess.CompletedProcess:
+    code = f"import sys\nfrom spacy_emotion.cli import app\nsys.argv = {['spacy-emotion', *map(str, argv)]!r}\napp()\n"
+    return run_without_extras(code, tmp_path)
+
+
 def test_blocker_really_blocks(tmp_path):
     result = run_without_extras("import sklearn", tmp_path)
     assert result.returncode != 0 and "No module named 'sklearn'" in result.stderr
@@ -57,14 +62,9 @@ def test_component_runs_without_extras(tmp_path):
 
 
 def test_predict_command_runs_without_extras(tmp_path):
-    code = (
-        "import sys\n"
-        "from spacy_emotion.cli import app\n"
-        f"model = {str(SAVED / 'textcat_pipeline')!r}\n"
-        "sys.argv = ['spacy-emotion', 'predict', 'i feel so happy today', '--model', model]\n"
-        "app()\n"
+    result = run_cli_without_extras(
+        ["predict", "i feel so happy today", "--model", SAVED / "textcat_pipeline"], tmp_path
     )
-    result = run_without_extras(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert any(label in result.stdout for label in ("sadness", "joy", "love", "anger", "fear", "surprise"))
 
@@ -72,12 +72,6 @@ def test_predict_command_runs_without_extras(tmp_path):
 def test_evaluate_names_the_train_extra(tmp_path):
     corpus = tmp_path / "test.spacy"
     corpus.write_bytes(b"")
-    code = (
-        "import sys\n"
-        "from spacy_emotion.cli import app\n"
-        f"sys.argv = ['spacy-emotion', 'evaluate', 'model', {str(corpus)!r}, '--output', 'm.json']\n"
-        "app()\n"
-    )
-    result = run_without_extras(code, tmp_path)
+    result = run_cli_without_extras(["evaluate", "model", corpus, "--output", "m.json"], tmp_path)
     assert result.returncode == 2
     assert 'pip install "spacy-emotion[train]"' in result.stdout + result.stderr

@@ -25,6 +25,13 @@ BACKBONE_HELP = (
 
 
 SKIP_OPTION = typer.Option(False, "--skip-invalid", help="Skip and count bad rows instead of failing (as convert does)")
+DATA_OPTION = typer.Option("auto", "--data", help=DATA_HELP)
+FALLBACK_OPTION = typer.Option(None, "--fallback", help=FALLBACK_HELP)
+LIMIT_OPTION = typer.Option(0, "--limit", help=LIMIT_HELP)
+BACKBONE_OPTION = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP)
+BATCH_OPTION = typer.Option(32, "--batch-size", "-b", help="Texts per forward pass")
+GPU_OPTION = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU")
+CACHE_OPTION = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features")
 
 
 def _splits(data: str, fallback: Optional[Path], limit: int, seed: int, skip_invalid: bool) -> Dict[str, Split]:
@@ -42,9 +49,9 @@ def _device(gpu_id: int) -> str:
 @app.command("explore")
 def explore_cli(
     output_dir: Path = typer.Argument(..., help="Reports folder; writes OUTPUT_DIR/explore/"),
-    data: str = typer.Option("auto", "--data", help=DATA_HELP),
-    fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
-    limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
+    data: str = DATA_OPTION,
+    fallback: Optional[Path] = FALLBACK_OPTION,
+    limit: int = LIMIT_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
     skip_invalid: bool = SKIP_OPTION,
     backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP + "; its tokenizer counts tokens"),
@@ -79,18 +86,18 @@ def baseline_cli(
     output_dir: Path = typer.Argument(
         ..., help="Reports folder; writes baseline.json, comparison.md and comparison.json"
     ),
-    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP),
-    data: str = typer.Option("auto", "--data", help=DATA_HELP),
-    fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
-    limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
+    backbone: str = BACKBONE_OPTION,
+    data: str = DATA_OPTION,
+    fallback: Optional[Path] = FALLBACK_OPTION,
+    limit: int = LIMIT_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample"),
     skip_invalid: bool = SKIP_OPTION,
     metrics_dir: Path = typer.Option(
         Path("metrics"), "--metrics-dir", help="Folder of the pipelines' trf.json / bow.json (used when present)"
     ),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per forward pass"),
-    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features"),
+    batch_size: int = BATCH_OPTION,
+    gpu_id: int = GPU_OPTION,
+    cache: bool = CACHE_OPTION,
 ) -> None:
     """Logistic regression on frozen embeddings and a majority-class dummy, compared with the trained pipelines."""
     from ..reports.baseline import run_baselines
@@ -133,18 +140,18 @@ def embeddings_cli(
     output_dir: Path = typer.Argument(
         ..., help="Reports folder; writes OUTPUT_DIR/embeddings/umap_train.png and .json"
     ),
-    backbone: str = typer.Option(DEFAULT_BACKBONE, "--backbone", help=BACKBONE_HELP),
-    data: str = typer.Option("auto", "--data", help=DATA_HELP),
-    fallback: Optional[Path] = typer.Option(None, "--fallback", help=FALLBACK_HELP),
-    limit: int = typer.Option(0, "--limit", help=LIMIT_HELP),
+    backbone: str = BACKBONE_OPTION,
+    data: str = DATA_OPTION,
+    fallback: Optional[Path] = FALLBACK_OPTION,
+    limit: int = LIMIT_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample and of UMAP"),
     skip_invalid: bool = SKIP_OPTION,
     pooling: str = typer.Option("mean", "--pooling", help="'mean' (mean-pooled tokens) or 'cls' ([CLS] token)"),
     n_neighbors: int = typer.Option(15, "--n-neighbors", help="UMAP neighbourhood size"),
     min_dist: float = typer.Option(0.1, "--min-dist", help="UMAP minimum distance"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per forward pass"),
-    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for the CPU"),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in OUTPUT_DIR/features"),
+    batch_size: int = BATCH_OPTION,
+    gpu_id: int = GPU_OPTION,
+    cache: bool = CACHE_OPTION,
 ) -> None:
     """UMAP map of the frozen backbone's train embeddings, one hexbin panel per emotion."""
     require_extra("reports", "matplotlib", "umap")
