@@ -405,7 +405,10 @@ def predictor_from_bytes(
     tmp = tempfile.TemporaryDirectory(prefix="spacy-emotion-")
     root = Path(tmp.name)
     for name, content in msg["files"].items():
-        target = root / name
+        target = (root / name).resolve()
+        if not target.is_relative_to(root.resolve()):
+            tmp.cleanup()
+            raise ValueError(f"The saved emotion model names a file outside its own folder ({name!r}): not loaded.")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     if keep_dir is not None:
