@@ -24,7 +24,13 @@ ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
 
-from spacy_emotion.serving.annotate_ray import RayJob, annotate_dataset, check_ray_job, run_job  # noqa: E402
+from spacy_emotion.serving.annotate_ray import (  # noqa: E402
+    RayJob,
+    annotate_dataset,
+    check_ray_job,
+    input_files,
+    run_job,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["happy", "sad", "angry", "scared", "amazed", "loving", "glad", "lonely", "furious", "nervous"]
@@ -165,6 +171,16 @@ def test_ray_options_need_the_ray_engine(tmp_path):
     (tmp_path / "in.txt").write_text("a\n", encoding="utf8")
     result = invoke(tmp_path / "in.txt", tmp_path / "out.jsonl", "--workers", "2")
     assert result.exit_code == 2 and "--workers: for --engine ray only" in flat(result)
+
+
+def test_input_files_of_a_folder_a_glob_and_a_file(tmp_path):
+    folder = write_inputs(tmp_path / "in")
+    (folder / ".hidden.jsonl").write_text("{}\n", encoding="utf8")
+    names = ["a.jsonl", "b.txt", "c.csv", "more/d.parquet"]
+    assert [name for _, name in input_files(str(folder))] == names
+    pattern = str(folder / "*.jsonl")
+    assert [(path.name, name) for path, name in input_files(pattern)] == [("a.jsonl", pattern[:-7] + "a.jsonl")]
+    assert [name for _, name in input_files(str(folder / "b.txt"))] == ["b.txt"]
 
 
 def test_an_output_folder_of_other_files_is_refused(tmp_path):

@@ -405,25 +405,28 @@ def _row_id(row: Row, source: str) -> str:
 class _Shard:
     index: int
     rows: List[Tuple[int, Row, str]] = field(default_factory=list)  # (position, row, source)
-    blank: int = 0
 
 
-def iter_shards(job: RayJob, files: List[Tuple[Path, str]]) -> Iterator[_Shard]:
-    """The input rows, read file after file with RowReader, in shards of `shard_rows`."""
-    shard = _Shard(0)
-    for path, source in files:
-        fmt = _suffix(path)
-        reader = RowReader(path, fmt, job.text_key(fmt), job.id_key)
-        for row in reader.rows():
-            shard.blank += reader.blank
-            reader.blank = 0
-            shard.rows.append((len(shard.rows), row, source))
-            if len(shard.rows) == job.shard_rows:
-                yield shard
-                shard = _Shard(shard.index + 1)
-        shard.blank += reader.blank
-    if shard.rows or shard.index == 0:
-        yield shard
+class ShardReader:
+    """The input rows, read file after file with RowReader, in shards of
+    `shard_rows`; `blank` counts the blank lines skipped (.jsonl, .csv)."""
+
+    def __init__(self, job: RayJob, files: List[Tuple[Path, str]]) -> None:
+        self.job, self.files, self.blank = job, files, 0
+
+    def __iter__(self) -> Iterator[_Shard]:
+        job, shard = self.job, _Shard(0)
+        for path, source in self.files:
+            fmt = _suffix(path)
+            reader = RowReader(path, fmt, job.text_key(fmt), job.id_key)
+            for row in reader.rows():
+                shard.rows.append((len(shard.rows), row, source))
+                if len(shard.rows) == job.shard_rows:
+                    yield shard
+                    shard = _Shard(shard.index + 1)
+            self.blank += reader.blank
+        if shard.rows or shard.index == 0:
+            yield shard
 
 
 def output_schema(sentences: bool) -> "pyarrow.Schema":
@@ -564,13 +567,13 @@ def run_job(
     if not (job.output / JOB_FILE).exists():
         data = {"version": JOB_VERSION, "fingerprint": job.fingerprint(files)}
         _write_atomically(job.output / JOB_FILE, lambda tmp: tmp.write_text(json.dumps(data, indent=1), "utf8"))
-    rows = failed = blank = shards = skipped = 0
+    rows = failed = shards = skipped = 0
     expected: Dict[int, int] = {}
     refs = []
-    for shard in iter_shards(job, files):
+    reader = ShardReader(job, files)
+    for shard in reader:
         shards += 1
         rows += len(shard.rows)
-        blank += shard.blank
         done = (job.output / part_name(shard.index, job.format)).exists()
         if done:
             skipped += 1
@@ -625,7 +628,7 @@ def run_job(
         rows=rows,
         annotated=rows - failed,
         failed=failed,
-        blank=blank,
+        blank=reader.blank,
         shards=shards,
         skipped_shards=skipped,
         output=job.output,
