@@ -122,6 +122,18 @@ def label_mismatches(local_out: Path, ray_out: Path) -> Dict[str, Any]:
     return {"rows_compared": seen, "emotion_differs": differ, "max_probability_difference": worst}
 
 
+def model_label(model: str) -> str:
+    """The model as the report names it: a path inside the repository relative
+    to it, another directory by its last two parts (no machine's paths)."""
+    path = Path(model)
+    if not path.exists():
+        return model
+    path = path.resolve()
+    if path.is_relative_to(ROOT):
+        return path.relative_to(ROOT).as_posix()
+    return "/".join(path.parts[-2:])
+
+
 def markdown(results: Dict[str, Any]) -> str:
     lines = [
         f"# annotate: single process against Ray ({results['date']})",
@@ -178,7 +190,7 @@ def main() -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(),
         "machine": machine_info("cpu"),
-        "model": args.model,
+        "model": model_label(args.model),
         "n": args.texts,
         "settings": {"batch_size": args.batch_size, "shard_rows": args.shard_rows},
         "runs": {},
