@@ -4,6 +4,7 @@ death, a cluster given by --address, and a worker killed with SIGKILL mid-run.""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -356,6 +357,7 @@ def cluster():
                 pass
         proc.wait()
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 DRIVER = """
