@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[train,test,serve,reports,onnx,docs]"
+	$(PY) -m pip install --quiet -e ".[train,test,serve,reports,onnx,docs,ray]"
 	touch $@
 
 install: $(VENV)/.installed

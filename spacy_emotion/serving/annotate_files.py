@@ -55,6 +55,7 @@ from ..texts import invalid_text
 from .classify import classify
 
 INPUT_FORMATS = ("txt", "jsonl", "csv")
+READABLE_FORMATS = INPUT_FORMATS + ("parquet",)  # RowReader's formats; parquet is for the Ray engine
 OUTPUT_FORMATS = ("jsonl", "csv")
 CHECKPOINT_VERSION = 1
 _BOM = b"\xef\xbb\xbf"
@@ -178,6 +179,9 @@ class RowReader:
 
     After each row is yielded, `offset` and `line` tell where the next row
     starts: a checkpoint stores them and a restart passes them back.
+
+    A .parquet file (read one record batch at a time) has one row per record:
+    its `line` is the 1-based record number, and `offset` counts records.
     """
 
     def __init__(self, path: Path, fmt: str, text_key: str = "text", id_key: str = "id") -> None:
@@ -185,7 +189,11 @@ class RowReader:
         self.offset = 0
         self.line = 0
         self.blank = 0
-        self.header: Optional[List[str]] = self.read_header() if fmt == "csv" else None
+        self.header: Optional[List[str]] = None
+        if fmt == "csv":
+            self.header = self.read_header()
+        elif fmt == "parquet":
+            self.header = self.parquet_columns()
 
     def _lines(self, fh: BinaryIO) -> Iterator[bytes]:
         """The file's lines from the current offset, counting bytes and lines."""
@@ -215,10 +223,49 @@ class RowReader:
         self.offset, self.line = end
         return header
 
+    def parquet_columns(self) -> List[str]:
+        """The column names of a .parquet file; checks the text column is there."""
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.ParquetFile(self.path).schema_arrow.names
+        except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for a file that isn't Parquet
+            raise AnnotateError(f"{self.path} is not a readable Parquet file: {err}") from err
+        if self.text_key not in names:
+            raise AnnotateError(
+                f"{self.path} has no column '{self.text_key}' (columns: {', '.join(names)}); choose one with "
+                "--text-column"
+            )
+        return names
+
+    def _parquet_rows(self) -> Iterator[Row]:
+        """The records of a .parquet file after the first `offset`, one batch in memory at a time."""
+        import pyarrow.parquet as pq
+
+        assert self.header is not None
+        columns = [self.text_key] + ([self.id_key] if self.id_key in self.header else [])
+        seen = 0
+        for batch in pq.ParquetFile(self.path).iter_batches(columns=columns, batch_size=4096):
+            if seen + batch.num_rows <= self.offset:
+                seen += batch.num_rows
+                continue
+            texts = batch.column(self.text_key).to_pylist()
+            ids = batch.column(self.id_key).to_pylist() if len(columns) > 1 else [None] * len(texts)
+            for text, row_id in zip(texts, ids):
+                seen += 1
+                if seen <= self.offset:
+                    continue
+                self.offset = self.line = seen
+                error = text_error(text, self.text_key, "column")
+                yield Row(line=seen, id=row_id, text=None if error else text, error=error)
+
     def rows(self, offset: Optional[int] = None, line: Optional[int] = None) -> Iterator[Row]:
         """Yield rows from `offset` (default: the start; after the header for CSV)."""
         if offset is not None:
             self.offset, self.line = offset, line or 0
+        if self.fmt == "parquet":
+            yield from self._parquet_rows()
+            return
         with self.path.open("rb") as fh:
             fh.seek(self.offset)
             lines = self._lines(fh)
@@ -326,12 +373,22 @@ def _jsonl_row(raw: bytes, line: int, text_key: str, id_key: str) -> Row:
     row = Row(line=line, id=obj.get(id_key))
     if text_key not in obj:
         row.error = f"missing field '{text_key}'"
-    elif not isinstance(obj[text_key], str):
-        row.error = f"field '{text_key}' is not text (got {type(obj[text_key]).__name__})"
     else:
-        row.error = invalid_text(obj[text_key])
+        row.error = text_error(obj[text_key], text_key)
         row.text = None if row.error else obj[text_key]
     return row
+
+
+def text_error(value: Any, key: str = "text", what: str = "field") -> Optional[str]:
+    """Why a row's text value can't be classified (not a string, or not valid
+    UTF-8), or None: the one check of a value for every reader and engine.
+
+    key (str): the field or column the value is from, for the message.
+    what (str): "field" or "column".
+    """
+    if not isinstance(value, str):
+        return f"{what} '{key}' is not text (got {type(value).__name__})"
+    return invalid_text(value)
 
 
 # ---- writing ---------------------------------------------------------------
@@ -362,15 +419,22 @@ def _encode_csv(rows: List[List[Any]]) -> bytes:
     return buf.getvalue().encode("utf8")
 
 
+def flat_result(result: Dict[str, Any], sentences: bool = False) -> Dict[str, Any]:
+    """A `doc_result` as one flat record, the layout of table outputs: emotion,
+    score, one column per label (in LABELS order) and, with `sentences`, the
+    sentences as JSON text."""
+    record = {"emotion": result["emotion"], "score": result["score"]}
+    record.update((label, result["cats"][label]) for label in LABELS)
+    if sentences:
+        record["sentences"] = json.dumps(result["sentences"], ensure_ascii=False)
+    return record
+
+
 def _csv_values(job: Job, record: Dict[str, Any]) -> List[Any]:
     values = [record["line"]] + ([record["id"]] if job.input_format != "txt" else [])
-    values += [
-        "" if record["emotion"] is None else record["emotion"],
-        "" if record["score"] is None else record["score"],
-    ]
-    values += [record["cats"][label] for label in LABELS]
-    if job.sentences:
-        values.append(json.dumps(record["sentences"], ensure_ascii=False))
+    flat = flat_result(record, job.sentences)
+    values += ["" if flat[key] is None else flat[key] for key in ("emotion", "score")]
+    values += list(flat.values())[2:]
     return values
 
 
@@ -392,10 +456,11 @@ def _save_checkpoint(job: Job, progress: Progress) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, job.checkpoint)
-    _fsync_dir(job.checkpoint.parent)
+    fsync_dir(job.checkpoint.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or new file in `folder` durable (where directories can be fsync'd)."""
     try:
         fd = os.open(str(folder), os.O_RDONLY)
     except OSError:  # e.g. Windows: directories can't be opened
@@ -544,7 +609,7 @@ def annotate(
     if state.failed == 0 and job.errors.exists():
         job.errors.unlink()  # an empty errors file from a resumed run
     job.checkpoint.unlink()
-    _fsync_dir(job.checkpoint.parent)
+    fsync_dir(job.checkpoint.parent)
     return Summary(
         rows=state.rows,
         annotated=state.annotated,
