@@ -36,9 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, git_commit, machine_info  # noqa: E402
-
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.report import git_commit, machine_info  # noqa: E402
 from spacy_emotion.labels import LABELS  # noqa: E402
 
 
