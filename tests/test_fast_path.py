@@ -6,7 +6,7 @@ exactly run `nlp.pipe`."""
 import numpy as np
 import pytest
 import spacy
-from conftest import BOW_CONFIG, TRF_CONFIG, train_tiny
+from conftest import BOW_CONFIG, ROOT, TRF_CONFIG, train_tiny
 from spacy.training import Example
 from thinc.types import Ragged
 from tiny import ARCHITECTURES, make_backbone, toy_examples
@@ -34,13 +34,15 @@ TEXTS = (
     + ["a" * 700, "i am " + "very " * 30 + "afraid", "tab\tand\nnew line"]
 )
 FLOAT32 = 1e-5
+CLS_CONFIG = ROOT / "configs" / "trf_cls.cfg"
 
 
-def random_head_pipeline(arch: str, path) -> str:
-    """configs/trf.cfg over a tiny random `arch`, initialised on toy data, with
-    a random softmax layer (an untrained one is all zeros: uniform scores)."""
+def random_head_pipeline(arch: str, path, config_path=TRF_CONFIG) -> str:
+    """`config_path` over a tiny random `arch`, initialised on toy data, with
+    a random softmax layer (an untrained one is all zeros: uniform scores)
+    and, for a first-wordpiece head, a random pooler."""
     backbone = make_backbone(path / "backbone", arch)
-    config = spacy.util.load_config(TRF_CONFIG, overrides={"paths.backbone": str(backbone)}, interpolate=True)
+    config = spacy.util.load_config(config_path, overrides={"paths.backbone": str(backbone)}, interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     examples = [
         Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
@@ -52,8 +54,22 @@ def random_head_pipeline(arch: str, path) -> str:
         if node.name == "softmax":
             node.set_param("W", rng.normal(0, 0.3, node.get_param("W").shape).astype("float32"))
             node.set_param("b", rng.normal(0, 1, node.get_param("b").shape).astype("float32"))
+        if node.name == "cls_pooler":
+            _spread_pooler(nlp, node, rng)
     nlp.to_disk(path / "pipeline")
     return path / "pipeline"
+
+
+def _spread_pooler(nlp, pooler, rng) -> None:
+    """Set a random pooler that spreads the toy texts' [CLS] vectors (which a
+    random backbone makes nearly equal) over the range of its tanh."""
+    docs = list(nlp.pipe(t for t, _ in toy_examples(3, seed=5)))
+    first = np.stack([doc._.trf_data.model_output.last_hidden_state[:, 0, :].mean(axis=0) for doc in docs])
+    centre = first.mean(axis=0)
+    spread = np.linalg.norm(first - centre, axis=1).mean()
+    W = rng.normal(0, 0.1, pooler.get_param("W").shape) / spread
+    pooler.set_param("W", W.astype("float32"))
+    pooler.set_param("b", (-W @ centre).astype("float32"))
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -61,15 +77,31 @@ def pipeline(request, tmp_path_factory):
     return random_head_pipeline(request.param, tmp_path_factory.mktemp(request.param))
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},  # float32, the pipeline's own batch budget
-        {"sort_by_length": True, "batch_tokens": 24},  # many small length buckets
-        {"sort_by_length": True, "inference_mode": True, "quantize": "bf16"},  # padded wordpieces, bf16 Linear layers
-    ],
-)
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def cls_pipeline(request, tmp_path_factory):
+    """The first-wordpiece head of configs/trf_cls.cfg."""
+    return random_head_pipeline(request.param, tmp_path_factory.mktemp(f"cls-{request.param}"), CLS_CONFIG)
+
+
+OPTIONS = [
+    {},  # float32, the pipeline's own batch budget
+    {"sort_by_length": True, "batch_tokens": 24},  # many small length buckets
+    {"sort_by_length": True, "inference_mode": True, "quantize": "bf16"},  # padded wordpieces, bf16 Linear layers
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
 def test_fast_path_gives_the_scores_of_nlp_pipe(pipeline, options):
+    check_fast_path(pipeline, options)
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2])
+def test_fast_path_runs_the_first_wordpiece_head(cls_pipeline, options):
+    check_fast_path(cls_pipeline, options)
+
+
+def check_fast_path(pipeline, options):
+    """The fast path of `pipeline` gives the scores of nlp.pipe, whatever the batch."""
     reference = from_directory(pipeline, SpeedOptions.as_trained(**options))
     assert reference.fast_path is None
     fast = from_directory(pipeline, SpeedOptions.as_trained(fast_path=True, **options))

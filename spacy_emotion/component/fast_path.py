@@ -19,6 +19,11 @@ and softmax layers) once per batch:
    the textcat's pooling layer, then the doc reductions and the softmax in
    one call each.
 
+A textcat of ``spacy_emotion.ClsHead.v1`` (the first wordpiece of each
+window, see :mod:`spacy_emotion.training.cls_head`) needs no token vectors:
+step 3 is then the first wordpiece's row of every window, averaged per doc,
+and the head's pooler and output layers, once per batch.
+
 The scores are the pipeline's own to float rounding (checked by the tests on
 every architecture). Only the pipelines it can run this exactly take it:
 see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
@@ -33,6 +38,8 @@ from thinc.api import Model, get_current_ops, torch2xp
 from thinc.layers.chain import forward as _chain_forward
 from thinc.types import Ragged
 
+from ..training.cls_head import FIRST_WORDPIECES, window_means
+
 
 def _flatten(model: Model) -> List[Model]:
     """The layers of nested chains, in the order they run."""
@@ -44,7 +51,17 @@ def _flatten(model: Model) -> List[Model]:
 class BatchedTextcat:
     """A pipeline's transformer and textcat run batch by batch (see the module)."""
 
-    def __init__(self, nlp: Language, transformer: str, textcat: str, pooling: Model, head: List[Model]) -> None:
+    def __init__(
+        self, nlp: Language, transformer: str, textcat: str, pooling: Optional[Model], head: List[Model]
+    ) -> None:
+        """nlp (Language): the pipeline.
+        transformer (str): its transformer component.
+        textcat (str): its textcat component.
+        pooling (Optional[Model]): the textcat's wordpiece-to-token pooling
+            layer, or None for a first-wordpiece head (`head[0]` is then its
+            `first_wordpieces` layer).
+        head (List[Model]): the textcat's layers after the pooling, in order.
+        """
         self.nlp = nlp
         self.transformer = nlp.get_pipe(transformer)
         self.pooling = pooling
@@ -58,7 +75,8 @@ class BatchedTextcat:
         It needs a pipeline of exactly two enabled components, a `transformer`
         and then a `textcat`, whose model is a spacy-transformers listener of
         that transformer pooled per token (`TransformerListener`) and then
-        reduced per doc (e.g. `spacy.TextCatReduce.v1`, `TextCatCNN`). Other
+        reduced per doc (e.g. `spacy.TextCatReduce.v1`, `TextCatCNN`), or
+        that of a first-wordpiece head (`spacy_emotion.ClsHead.v1`). Other
         components could change the docs the textcat sees, and other textcat
         architectures (the bag-of-words of `TextCatEnsemble`) read the docs
         themselves.
@@ -71,7 +89,11 @@ class BatchedTextcat:
         transformer, textcat = nlp.pipe_names
         layers = _flatten(nlp.get_pipe(textcat).model)
         names = [layer.name for layer in layers[:3]]
-        if names != ["transformer-listener", "trfs2arrays", "list2ragged"] or len(layers) < 4:
+        if names[:2] == ["transformer-listener", FIRST_WORDPIECES] and len(layers) > 2:
+            pooling, head = None, layers[1:]
+        elif names == ["transformer-listener", "trfs2arrays", "list2ragged"] and len(layers) > 3:
+            pooling, head = layers[1].layers[0], layers[3:]
+        else:
             return (
                 None,
                 f"the textcat's model ({nlp.get_pipe(textcat).model.name}) is not a transformer listener "
@@ -80,7 +102,7 @@ class BatchedTextcat:
         upstream = layers[0].upstream_name
         if upstream not in ("*", transformer):
             return None, f"the textcat listens to {upstream!r}, not to {transformer!r}"
-        return cls(nlp, transformer, textcat, pooling=layers[1].layers[0], head=layers[3:]), ""
+        return cls(nlp, transformer, textcat, pooling=pooling, head=head), ""
 
     def predict(self, texts: List[str]) -> np.ndarray:
         """RETURNS (np.ndarray): (len(texts), n_labels) textcat scores, columns
@@ -96,16 +118,23 @@ class BatchedTextcat:
         ops = get_current_ops()
         output = self.transformer.model.predict(docs)
         hidden = torch2xp(output.model_output.last_hidden_state)
+        if self.pooling is None:
+            first = window_means(self.head[0], hidden[:, 0, :], [len(spans) for spans in output.spans])
+            return ops.to_numpy(self._run(self.head[1:], first))
         hidden = ops.reshape2f(hidden, -1, hidden.shape[-1])
         doc_lengths = [len(doc) for doc in docs]
         index, lengths = self._token_rows(output.align, doc_lengths, hidden.shape[0])
         if index.size and index.max() == hidden.shape[0]:  # docs without wordpieces point at one zero row
             hidden = ops.xp.concatenate([hidden, ops.alloc2f(1, hidden.shape[1])])
         tokens = self.pooling.predict(Ragged(hidden[ops.asarray1i(index)], ops.asarray1i(lengths)))
-        X = Ragged(tokens, ops.asarray1i(doc_lengths))
-        for layer in self.head:
+        return ops.to_numpy(self._run(self.head, Ragged(tokens, ops.asarray1i(doc_lengths))))
+
+    @staticmethod
+    def _run(layers: List[Model], X):
+        """RETURNS: `X` through `layers` in order (their `predict`)."""
+        for layer in layers:
             X = layer.predict(X)
-        return ops.to_numpy(X)
+        return X
 
     @staticmethod
     def _token_rows(align: Ragged, doc_lengths: List[int], zero_row: int) -> Tuple[np.ndarray, np.ndarray]:
