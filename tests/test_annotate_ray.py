@@ -326,7 +326,7 @@ def cluster_env(**extra):
 @pytest.fixture(scope="class")
 def cluster():
     """A one-node cluster on loopback (`ray start --head --block` in a session of its own),
-    stopped by ending that session's processes (`ray stop` would stop every Ray of this user)."""
+    stopped by ending the processes of its own process group (`ray stop` would stop every Ray of this user)."""
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     cmd = [
