@@ -69,6 +69,12 @@ def test_predict_command_runs_without_extras(tmp_path):
     assert any(label in result.stdout for label in ("sadness", "joy", "love", "anger", "fear", "surprise"))
 
 
+def test_hf_baseline_names_the_train_extra(tmp_path):
+    result = run_cli_without_extras(["hf-baseline", "out", "--limit", "10"], tmp_path)
+    assert result.returncode == 2
+    assert 'pip install "spacy-emotion[train]"' in result.stdout + result.stderr
+
+
 def test_evaluate_names_the_train_extra(tmp_path):
     corpus = tmp_path / "test.spacy"
     corpus.write_bytes(b"")

@@ -8,7 +8,7 @@ from wasabi import msg
 
 from ..training.dataset import DataError
 from ..training.hf_finetune import FinetuneSettings, finetune
-from .app import app
+from .app import app, require_extra
 
 
 @app.command("hf-baseline")
@@ -35,6 +35,7 @@ def hf_baseline_cli(
     save_model: bool = typer.Option(True, "--save-model/--no-save-model", help="Save the checkpoint in OUTPUT/model"),
 ) -> None:
     """Fine-tune AutoModelForSequenceClassification on the emotion splits; score validation and test."""
+    require_extra("train", "sklearn")
     settings = FinetuneSettings(
         backbone=backbone,
         epochs=epochs,

@@ -23,7 +23,6 @@ import numpy as np
 from ..labels import LABEL_TO_ID, LABELS
 from .backbone import DEFAULT_BACKBONE, resolve_backbone
 from .dataset import Example, load_splits, sample
-from .metrics import compute_metrics
 
 
 @dataclass
@@ -116,6 +115,8 @@ def finetune(
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from .metrics import compute_metrics  # scikit-learn: the train extra
 
     settings.check()
     splits, _ = load_splits(data, fallback)
