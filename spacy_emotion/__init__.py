@@ -6,5 +6,6 @@ from .training.backbone import create_transformer_model, resolve_backbone  # noq
 from .training.callbacks import seed_each_step  # noqa: F401  registers the training callback
 from .training.cls_head import build_cls_head  # noqa: F401  registers the textcat architecture
 from .training.loggers import progress_console_logger  # noqa: F401  registers the training logger
+from .training.optimizers import adam_with_head_rate  # noqa: F401  registers the optimizer
 
 __version__ = "0.1.0"

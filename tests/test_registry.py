@@ -12,12 +12,12 @@ SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
 
 
 def declared_in_setup_cfg():
-    """(group, name, target) of every spaCy entry point in setup.cfg."""
+    """(group, name, target) of every spaCy (and thinc) entry point in setup.cfg."""
     parser = configparser.ConfigParser()
     parser.read(SETUP_CFG, encoding="utf8")
     found = []
     for group, lines in parser["options.entry_points"].items():
-        if not group.startswith("spacy_"):
+        if not group.startswith(("spacy_", "thinc_")):
             continue
         for line in filter(None, (line.strip() for line in lines.splitlines())):
             name, target = (part.strip() for part in line.split("=", 1))
@@ -30,7 +30,8 @@ DECLARED = declared_in_setup_cfg()
 
 def test_every_group_is_declared():
     groups = {group for group, _, _ in DECLARED}
-    assert {"spacy_factories", "spacy_scorers", "spacy_loggers", "spacy_architectures", "spacy_callbacks"} <= groups
+    expected = {"spacy_factories", "spacy_scorers", "spacy_loggers", "spacy_architectures", "spacy_callbacks"}
+    assert expected | {"thinc_optimizers"} <= groups
 
 
 @pytest.mark.parametrize("group,name,target", DECLARED, ids=[f"{g}:{n}" for g, n, _ in DECLARED])
@@ -43,5 +44,5 @@ def test_entry_point_resolves_to_registered_name(group, name, target):
         assert Language.has_factory(name)
         assert Language.get_factory_meta(name).factory == name
     else:
-        table = getattr(registry, group[len("spacy_") :])
+        table = getattr(registry, group.split("_", 1)[1])
         assert table.get(name) is func
