@@ -249,6 +249,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="Concurrent clients (default 32)")
     parser.add_argument("--timeout", type=float, default=600.0, help="Give up on a mode after this many seconds")
     parser.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="With --model: wait this long for the server to start"
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -273,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not modes or set(modes) - {"batching", "no-batching"}:
                 parser.error("--modes: batching and/or no-batching")
             for mode in modes:
-                with Server(args.model, mode == "batching", args.server_arg) as server:
+                with Server(args.model, mode == "batching", args.server_arg, args.startup_timeout) as server:
                     results.append(asyncio.run(run_load(server.url, args.requests, args.concurrency, args.timeout)))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
