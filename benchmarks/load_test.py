@@ -15,8 +15,13 @@ one after the other, on a free loopback port::
     python benchmarks/load_test.py --model training/trf/model-best \\
         --modes batching,no-batching --requests 2000 --concurrency 32 --markdown
 
-Exit code: 0 when every request succeeded, 1 when some failed or the run hit
-``--timeout``, 2 for bad arguments (e.g. a non-loopback URL).
+Requests the server sheds when its queue is full (503 with ``Retry-After``,
+``--max-queue``) are counted apart from the errors, as ``shed``; they are
+not retried. ``--record DIR`` writes ``load_test.json`` (with the date,
+machine, commit and command) and ``load_test.md`` into DIR.
+
+Exit code: 0 when every request succeeded, 1 when some failed, were shed or
+the run hit ``--timeout``, 2 for bad arguments (e.g. a non-loopback URL).
 """
 
 import argparse
@@ -35,6 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.measure import percentile  # noqa: E402
+from benchmarks.report import git_commit, machine_info  # noqa: E402
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TEXTS = [
@@ -81,15 +87,20 @@ async def run_load(url: str, requests: int, concurrency: int, timeout: float, wa
     """Send `requests` POST /predict from `concurrency` clients; RETURNS the figures."""
     latencies: List[float] = []
     errors: List[str] = []
+    shed = 0
     next_index = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, trust_env=False) as client:
 
         async def one(i: int) -> None:
+            nonlocal shed
             text = TEXTS[i % len(TEXTS)]
             start = time.perf_counter()
             try:
                 response = await client.post("/predict", json={"text": text})
+                if response.status_code == 503 and "Retry-After" in response.headers:
+                    shed += 1  # the server's overload answer, counted apart from errors
+                    return
                 body = response.json()
                 if response.status_code != 200 or len(body.get("cats", {})) != 6 or "emotion" not in body:
                     errors.append(f"{response.status_code}: {str(body)[:200]}")
@@ -125,7 +136,8 @@ async def run_load(url: str, requests: int, concurrency: int, timeout: float, wa
         "requests": requests,
         "concurrency": concurrency,
         "ok": len(latencies),
-        "errors": len(errors) + (requests - len(latencies) - len(errors) if timed_out else 0),
+        "errors": len(errors) + (requests - len(latencies) - len(errors) - shed if timed_out else 0),
+        "shed": shed,
         "error_samples": errors[:5],
         "timed_out": timed_out,
         "seconds": round(elapsed, 3),
@@ -192,16 +204,35 @@ class Server:
 def markdown(results: List[Dict[str, Any]]) -> str:
     """A Markdown table of the results."""
     lines = [
-        "| mode | requests | clients | errors | req/s | p50 ms | p90 ms | p99 ms | texts/model call |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | requests | clients | errors | shed (503) | req/s | p50 ms | p90 ms | p99 ms | texts/model call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         mode = {True: "batching", False: "no batching"}.get(r["batching"], "?")
         lines.append(
-            f"| {mode} | {r['requests']} | {r['concurrency']} | {r['errors']} | {r['requests_per_s']} | "
+            f"| {mode} | {r['requests']} | {r['concurrency']} | {r['errors']} | {r['shed']} | {r['requests_per_s']} | "
             f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['mean_texts_per_model_call']} |"
         )
     return "\n".join(lines)
+
+
+def write_record(folder: Path, results: List[Dict[str, Any]], argv: List[str]) -> None:
+    """The results with what they were measured on, as JSON and Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": git_commit(),
+        "machine": machine_info("cpu"),
+        "command": "python benchmarks/load_test.py " + " ".join(argv),
+        "results": results,
+    }
+    (folder / "load_test.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf8")
+    machine = record["machine"]
+    summary = (
+        f"{record['date']}, commit `{record['commit']}`, {machine.get('cpu', '?')} ({machine.get('cpu_count')} CPUs, "
+        f"load average at start {machine.get('load_average_at_start')}).\n\n`{record['command']}`\n\n"
+    )
+    (folder / "load_test.md").write_text(summary + markdown(results) + "\n", encoding="utf8")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -218,6 +249,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="Concurrent clients (default 32)")
     parser.add_argument("--timeout", type=float, default=600.0, help="Give up on a mode after this many seconds")
     parser.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="With --model: wait this long for the server to start"
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -225,6 +259,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--json", dest="json_path", help="Also write the results as JSON to this file")
     parser.add_argument("--markdown", action="store_true", help="Print a Markdown table")
+    parser.add_argument(
+        "--record", help="Write load_test.json (results, date, machine, commit, command) and load_test.md here"
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
@@ -239,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not modes or set(modes) - {"batching", "no-batching"}:
                 parser.error("--modes: batching and/or no-batching")
             for mode in modes:
-                with Server(args.model, mode == "batching", args.server_arg) as server:
+                with Server(args.model, mode == "batching", args.server_arg, args.startup_timeout) as server:
                     results.append(asyncio.run(run_load(server.url, args.requests, args.concurrency, args.timeout)))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -248,11 +285,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(result))
     if args.markdown:
         print(markdown(results))
+    if args.record:
+        write_record(Path(args.record), results, argv if argv is not None else sys.argv[1:])
     if args.json_path:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_path)), exist_ok=True)
         with open(args.json_path, "w", encoding="utf8") as fh:
             json.dump(results, fh, indent=2)
-    return 0 if all(r["errors"] == 0 and not r["timed_out"] for r in results) else 1
+    return 0 if all(r["errors"] == 0 and r["shed"] == 0 and not r["timed_out"] for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -197,8 +197,10 @@ class HFRunner(Runner):
     def __init__(self, path: str, batch_size: int, device: str) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval().to(device)
+        from spacy_emotion.safe_loading import NO_REMOTE_CODE, model_kwargs
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs()).eval().to(device)
         self.names = [self.model.config.id2label[i].lower() for i in range(self.model.config.num_labels)]
         self.batch_size = batch_size
         self.device = device
@@ -225,7 +227,14 @@ class PipelineRunner(Runner):
     def __init__(self, path: str, batch_size: Optional[int], device: str) -> None:
         from transformers import pipeline
 
-        self.pipe = pipeline("text-classification", model=path, tokenizer=path, device=0 if device == "cuda" else -1)
+        self.pipe = pipeline(
+            "text-classification",
+            model=path,
+            tokenizer=path,
+            device=0 if device == "cuda" else -1,
+            trust_remote_code=False,
+            model_kwargs={"use_safetensors": True},
+        )
         self.kwargs = {} if batch_size is None else {"batch_size": batch_size}
 
     @staticmethod

@@ -116,6 +116,7 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     from spacy.vocab import Vocab
     from transformers import AutoModel, AutoTokenizer
 
+    from spacy_emotion.safe_loading import NO_REMOTE_CODE, model_kwargs
     from spacy_emotion.training.backbone import resolve_backbone
 
     steps, warmup, bs = job["steps"], job["warmup"], job["batch_size"]
@@ -125,8 +126,8 @@ def run_torch_train_job(job: Dict[str, Any]) -> Dict[str, Any]:
     rng.shuffle(docs)
     data = [(d.text, LABELS.index(max(d.cats, key=d.cats.get))) for d in docs]
     path = resolve_backbone(job["backbone"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
+    encoder = AutoModel.from_pretrained(path, **model_kwargs()).to(device)
     head = torch.nn.Linear(2 * encoder.config.hidden_size, len(LABELS)).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)

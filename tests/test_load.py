@@ -32,7 +32,13 @@ def test_smoke_run(nlp, tmp_path, batching):
         )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     (result,) = json.loads((tmp_path / "r.json").read_text())
-    assert (result["requests"], result["ok"], result["errors"], result["timed_out"]) == (60, 60, 0, False)
+    assert (result["requests"], result["ok"], result["errors"], result["shed"], result["timed_out"]) == (
+        60,
+        60,
+        0,
+        0,
+        False,
+    )
     assert result["batching"] is batching
     assert 0 < result["p50_ms"]
     assert result["requests_per_s"] > 0
@@ -50,6 +56,20 @@ def test_failed_requests_are_counted_and_fail_the_run(nlp):
     result = json.loads(proc.stdout.splitlines()[0])
     assert result["errors"] == 20 and result["ok"] == 0
     assert result["error_samples"][0].startswith("413")
+
+
+def test_shed_requests_are_counted_apart_from_errors(hf_checkpoint, tmp_path):
+    app = create_app(build_pipeline(str(hf_checkpoint)))
+    app.state.batcher.max_queue = 0  # every request finds the queue full: 503 with Retry-After
+    with serving(app) as url:
+        proc = run_script("--url", url, "--requests", "20", "--concurrency", "4", "--record", str(tmp_path / "run"))
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout.splitlines()[0])
+    assert (result["ok"], result["errors"], result["shed"]) == (0, 0, 20)
+    record = json.loads((tmp_path / "run" / "load_test.json").read_text())
+    assert record["results"] == [result] and record["command"].startswith("python benchmarks/load_test.py --url")
+    assert {"date", "commit", "machine"} <= set(record) and record["machine"]["cpu_count"] >= 1
+    assert "| shed (503) |" in (tmp_path / "run" / "load_test.md").read_text()
 
 
 def test_a_timed_out_run_fails_and_reports_no_batch_figure(nlp, tmp_path):

@@ -1,9 +1,14 @@
-"""The REST API: contract, validation (422), limits (413) and request batching."""
+"""The REST API: contract, validation (422), limits (413), request batching and overload (503)."""
 
 import asyncio
+import json
+import socket
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
+from live_server import serving
 from typer.testing import CliRunner
 
 try:  # the client Starlette's TestClient uses; plain httpx on Python 3.10
@@ -13,10 +18,11 @@ except ImportError:
 
 from spacy_emotion import __version__
 from spacy_emotion.cli import app as cli_app
+from spacy_emotion.cli import serve as serve_cli
 from spacy_emotion.component.speed import SpeedOptions
 from spacy_emotion.labels import LABELS
 from spacy_emotion.serving.classify import build_pipeline, classify, classify_one
-from spacy_emotion.serving.rest import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, create_app, is_loopback
+from spacy_emotion.serving.rest import DEFAULT_MAX_BATCH, DEFAULT_MAX_CHARS, DEFAULT_MAX_QUEUE, create_app, is_loopback
 
 MAX_CHARS, MAX_BATCH = 120, 4
 TEXTS = ["i feel so happy today", "i am scared and nervous. but glad you came!", "i am furious", ""]
@@ -25,6 +31,12 @@ TEXTS = ["i feel so happy today", "i am scared and nervous. but glad you came!",
 @pytest.fixture(scope="module")
 def nlp(trained_pipeline):
     return build_pipeline(str(trained_pipeline))
+
+
+@pytest.fixture(scope="module")
+def hf_nlp(hf_checkpoint):
+    """A pipeline over a tiny random checkpoint: fast to build, for tests of the server itself."""
+    return build_pipeline(str(hf_checkpoint))
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +68,12 @@ def test_health_and_labels(client, trained_pipeline):
 
 
 def test_defaults_are_shown_in_help():
-    assert (DEFAULT_MAX_CHARS, DEFAULT_MAX_BATCH) == (10_000, 64)
+    assert (DEFAULT_MAX_CHARS, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE) == (10_000, 64, 256)
+    assert (serve_cli.MAX_CHARS, serve_cli.MAX_BATCH, serve_cli.MAX_QUEUE) == (10_000, 64, 256)
     result = CliRunner().invoke(cli_app, ["serve", "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "10000" in result.output and "413" in result.output and "127.0.0.1" in result.output
+    assert "--max-queue" in result.output and "256" in result.output and "503" in result.output
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -242,6 +256,116 @@ def test_a_failing_request_does_not_fail_the_requests_grouped_with_it(nlp, monke
     for i in (0, 2, 3):
         assert responses[i].status_code == 200
         check_result(responses[i].json(), classify_one(nlp, texts[i]))
+
+
+def _blocking_model(batcher, monkeypatch):
+    """Make every model call wait for the returned event (set it to let them run)."""
+    release = threading.Event()
+    real = batcher._run_model
+
+    def wait_then_run(texts, sentences):
+        release.wait(timeout=120)
+        return real(texts, sentences)
+
+    monkeypatch.setattr(batcher, "_run_model", wait_then_run)
+    return release
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_full_queue_sheds_with_503_and_health_still_answers(hf_nlp, monkeypatch, batching):
+    app = create_app(hf_nlp, batching=batching, max_queue=2)
+    batcher = app.state.batcher
+    release = _blocking_model(batcher, monkeypatch)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+            held = [asyncio.create_task(ac.post("/predict", json={"text": t})) for t in ("i feel glad", "i am sad")]
+            while batcher.queued < 2:  # both admitted: one in the (blocked) model call, one waiting
+                await asyncio.sleep(0.01)
+            shed = await ac.post("/predict", json={"text": "i am furious"})
+            shed_batch = await ac.post("/predict/batch", json={"texts": ["i am furious"]})
+            health = await ac.get("/health")
+            labels = await ac.get("/labels")
+            release.set()
+            answered = await asyncio.gather(*held)
+            after = await ac.post("/predict", json={"text": "i am furious"})
+            health_after = await ac.get("/health")
+        return shed, shed_batch, health, labels, answered, after, health_after
+
+    shed, shed_batch, health, labels, answered, after, health_after = asyncio.run(scenario())
+    for response in (shed, shed_batch):
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "limit is 2" in response.json()["detail"]
+    assert health.status_code == 200 and health.json()["queue"] == {"max_requests": 2, "queued": 2, "shed": 2}
+    assert labels.status_code == 200
+    assert [r.status_code for r in answered] == [200, 200]
+    check_result(answered[0].json(), classify_one(hf_nlp, "i feel glad"))
+    assert after.status_code == 200  # drained: requests are served again
+    check_result(after.json(), classify_one(hf_nlp, "i am furious"))
+    assert health_after.json()["queue"] == {"max_requests": 2, "queued": 0, "shed": 2}
+
+
+def _raw_request(url, text):
+    """Send POST /predict on a raw socket; RETURNS the open socket (the answer unread)."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"text": text}).encode()
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _wait_for(condition, what):
+    deadline = time.monotonic() + 60  # a bound on a hang, not a timing assertion
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_client_that_disconnects_mid_request_costs_nothing(hf_nlp, monkeypatch, batching):
+    """A real server: one request in the (held) model call, one waiting whose client hangs up.
+    No exception reaches the server, the queue drains, and the next requests are answered."""
+    app = create_app(hf_nlp, batching=batching)
+    batcher = app.state.batcher
+    release = _blocking_model(batcher, monkeypatch)
+    errors = []
+
+    async def recording(scope, receive, send):  # every exception the app raises
+        try:
+            await app(scope, receive, send)
+        except BaseException as err:
+            errors.append(err)
+            raise
+
+    with serving(recording) as url:
+        kept = _raw_request(url, "i feel glad")
+        _wait_for(lambda: batcher.queued == 1, "the first request")
+        gone = _raw_request(url, "i am sad")
+        _wait_for(lambda: batcher.queued == 2, "the second request")
+        gone.close()  # the client leaves while its request waits
+        if batching:  # its texts leave the queue before any model call takes them
+            _wait_for(lambda: batcher.queued == 1, "the request to be dropped")
+        with httpx.Client(base_url=url, trust_env=False) as client:
+            assert client.get("/health").status_code == 200  # answered while the model is held
+            release.set()
+            answer = kept.recv(65536).decode()
+            kept.close()
+            _wait_for(lambda: batcher.queued == 0, "the queue to drain")
+            assert client.post("/predict", json={"text": "i am sad"}).status_code == 200
+            assert client.get("/health").json()["queue"]["queued"] == 0
+    assert answer.startswith("HTTP/1.1 200")
+    assert errors == []
+    # with batching the dropped request never reached the model; without, its call ran to the end
+    assert batcher.stats["texts"] == (2 if batching else 3)
+
+
+def test_max_queue_must_be_positive(hf_nlp):
+    with pytest.raises(ValueError, match="max_queue"):
+        create_app(hf_nlp, max_queue=0)
 
 
 def test_is_loopback():

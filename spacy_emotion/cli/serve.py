@@ -6,7 +6,7 @@ from wasabi import msg
 from .app import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, require_extra, speed_config
 
 # the defaults live in spacy_emotion.serving.rest; repeated here so `--help` can show them without importing FastAPI
-MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS = 10_000, 64, 0.0, 64
+MAX_CHARS, MAX_BATCH, BATCH_WAIT_MS, MAX_BATCH_TEXTS, MAX_QUEUE = 10_000, 64, 0.0, 64, 256
 
 
 @app.command("serve")
@@ -36,6 +36,12 @@ def serve_cli(
     max_batch_texts: int = typer.Option(
         MAX_BATCH_TEXTS, "--max-batch-texts", min=1, help="Texts per grouped model call"
     ),
+    max_queue: int = typer.Option(
+        MAX_QUEUE,
+        "--max-queue",
+        min=1,
+        help="Requests waiting for or in a model call at once (503 with Retry-After beyond)",
+    ),
     threads: int = typer.Option(
         0,
         "--threads",
@@ -62,6 +68,7 @@ def serve_cli(
             batch_wait_ms=batch_wait_ms,
             max_batch_texts=max_batch_texts,
             cpu_threads=threads,
+            max_queue=max_queue,
             speed=speed_config(runtime, quantize),
         )
     except LOAD_ERRORS as err:

@@ -52,6 +52,7 @@ quantize = "auto"
 autocast = "none"
 runtime = "torch"
 fast_path = true
+allow_pickle_weights = false
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
 
@@ -112,6 +113,7 @@ def make_emotion_classifier(
     autocast: str,
     runtime: str,
     fast_path: bool,
+    allow_pickle_weights: bool,
 ) -> "EmotionClassifier":
     """Create an `emotion_classifier`. spaCy fills every argument from
     DEFAULT_CONFIG and the user's config.
@@ -126,6 +128,8 @@ def make_emotion_classifier(
     sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
         autocast, runtime, fast_path: the speed settings (see
         `speed.SpeedOptions` and docs/speed.md).
+    allow_pickle_weights (bool): load a Hugging Face checkpoint whose weights
+        are only a pickle (it can run code when read; off: safetensors only).
     RETURNS (EmotionClassifier): the component.
     """
     return EmotionClassifier(
@@ -144,6 +148,7 @@ def make_emotion_classifier(
         autocast=autocast,
         runtime=runtime,
         fast_path=fast_path,
+        allow_pickle_weights=allow_pickle_weights,
     )
 
 
@@ -173,6 +178,7 @@ class EmotionClassifier(Pipe):
         autocast: str = "none",
         runtime: str = "torch",
         fast_path: bool = True,
+        allow_pickle_weights: bool = False,
     ) -> None:
         """Initialize the component; the model itself is loaded on first use.
 
@@ -189,6 +195,9 @@ class EmotionClassifier(Pipe):
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
             autocast, runtime, fast_path: speed settings, applied when the
             model loads (see `speed.SpeedOptions` and docs/speed.md).
+        allow_pickle_weights (bool): load a Hugging Face checkpoint whose
+            weights are only a pickle (`pytorch_model.bin`), which can run code
+            when read. Off: safetensors weights only (`safe_loading`).
         """
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"emotion_classifier: threshold must be within [0, 1], got {threshold}")
@@ -201,6 +210,7 @@ class EmotionClassifier(Pipe):
             "threshold": float(threshold),
             "per_sentence": bool(per_sentence),
             "cats_prefix": str(cats_prefix),
+            "allow_pickle_weights": bool(allow_pickle_weights),
         }
         options = SpeedOptions(
             sort_by_length=bool(sort_by_length),
@@ -227,7 +237,9 @@ class EmotionClassifier(Pipe):
     def predictor(self) -> Predictor:
         """The loaded emotion model (loaded from `cfg['model']` on first use)."""
         if self._predictor is None:
-            self._predictor = load_predictor(self.cfg["model"], self.speed_options)
+            self._predictor = load_predictor(
+                self.cfg["model"], self.speed_options, allow_pickle_weights=self.cfg["allow_pickle_weights"]
+            )
         return self._predictor
 
     @property
@@ -347,7 +359,9 @@ class EmotionClassifier(Pipe):
         component's own (those of its config: `spacy.load` takes them from the
         saved config.cfg and the `config` overrides it is given), so the
         pipeline runs as `nlp.config` says; the saved cfg is not read back."""
-        self._predictor = from_directory(Path(path) / "model", self.speed_options)
+        self._predictor = from_directory(
+            Path(path) / "model", self.speed_options, allow_pickle_weights=self.cfg["allow_pickle_weights"]
+        )
         return self
 
     def __reduce__(self):
@@ -365,7 +379,12 @@ class EmotionClassifier(Pipe):
         component's own, as in `from_disk`."""
         msg = srsly.msgpack_loads(bytes_data)
         self._tmp = []
-        self._predictor = predictor_from_bytes(msg["model"], keep_dir=self._tmp, options=self.speed_options)
+        self._predictor = predictor_from_bytes(
+            msg["model"],
+            keep_dir=self._tmp,
+            options=self.speed_options,
+            allow_pickle_weights=self.cfg["allow_pickle_weights"],
+        )
         return self
 
 

@@ -20,6 +20,13 @@ A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
 Empty or whitespace-only texts are never sent to a model: they get the
 uniform distribution (1/6 for every label).
 
+Weights load without running code from the model files: a Hugging Face
+checkpoint from its safetensors files only (a pickle-only checkpoint is
+refused unless ``allow_pickle_weights``; see :mod:`spacy_emotion.safe_loading`),
+a spaCy pipeline through spaCy's own serialisation, whose transformer weights
+torch reads with ``weights_only`` (the default since torch 2.6). The model's
+own code (``trust_remote_code``) is never run.
+
 Both backends take :class:`SpeedOptions` (the speed settings of
 `emotion_classifier`; docs/speed.md).
 Without options a predictor runs the model as trained
@@ -38,6 +45,7 @@ import spacy
 import srsly
 
 from ..labels import LABELS, normalize
+from ..safe_loading import NO_REMOTE_CODE, check_weights, model_kwargs
 from .fast_path import BatchedTextcat
 from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
@@ -230,16 +238,23 @@ class HFPredictor:
 
     kind = "huggingface"
 
-    def __init__(self, path: Union[str, Path], batch_size: int = 64, options: Optional[SpeedOptions] = None) -> None:
+    def __init__(
+        self,
+        path: Union[str, Path],
+        batch_size: int = 64,
+        options: Optional[SpeedOptions] = None,
+        allow_pickle_weights: bool = False,
+    ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        check_weights(path, allow_pickle_weights, opt_in=PICKLE_OPT_IN)
         self.source = str(path)
         config = json.loads((Path(path) / "config.json").read_text(encoding="utf8"))
         id2label = config.get("id2label") or {}
         names = [id2label[k] for k in sorted(id2label, key=int)]
         self.columns = _label_order(names, f"the checkpoint {path}")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), **NO_REMOTE_CODE)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), **model_kwargs(allow_pickle_weights))
         self.model.eval()
         self.model.to(_torch_device())
         self.batch_size = batch_size
@@ -316,8 +331,10 @@ class HFPredictor:
         self.tokenizer.save_pretrained(path)
 
     @classmethod
-    def from_disk(cls, path: Path, options: Optional[SpeedOptions] = None) -> "HFPredictor":
-        return cls(path, options=options)
+    def from_disk(
+        cls, path: Path, options: Optional[SpeedOptions] = None, allow_pickle_weights: bool = False
+    ) -> "HFPredictor":
+        return cls(path, options=options, allow_pickle_weights=allow_pickle_weights)
 
 
 Predictor = Union[SpacyPredictor, HFPredictor]
@@ -330,16 +347,21 @@ def _torch_device() -> str:
     return "cuda" if type(get_current_ops()).__name__ == "CupyOps" else "cpu"
 
 
-def from_directory(path: Path, options: Optional[SpeedOptions] = None) -> Predictor:
+PICKLE_OPT_IN = 'the setting allow_pickle_weights = true of emotion_classifier (config={"allow_pickle_weights": True})'
+
+
+def from_directory(path: Path, options: Optional[SpeedOptions] = None, allow_pickle_weights: bool = False) -> Predictor:
     """Load a predictor from a spaCy pipeline or HF checkpoint directory.
 
     options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
+    allow_pickle_weights (bool): load a checkpoint whose weights are only a pickle
+        (it can run code when read; see `safe_loading`).
     """
     path = _package_data(Path(path))
     if (path / "config.cfg").is_file():
         return SpacyPredictor.from_disk(path, options)
     if (path / "config.json").is_file():
-        return HFPredictor.from_disk(path, options)
+        return HFPredictor.from_disk(path, options, allow_pickle_weights)
     raise ModelNotFoundError(
         f"{path} is neither a spaCy pipeline (config.cfg) nor a Hugging Face checkpoint (config.json)."
     )
@@ -363,17 +385,18 @@ def _package_data(path: Path) -> Path:
     return path
 
 
-def load_predictor(model: str, options: Optional[SpeedOptions] = None) -> Predictor:
+def load_predictor(model: str, options: Optional[SpeedOptions] = None, allow_pickle_weights: bool = False) -> Predictor:
     """Load the emotion model named by the component's `model` setting.
 
     model (str): an installed spaCy package name or a directory (a trained
         spaCy pipeline or a Hugging Face sequence-classification checkpoint).
     options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
+    allow_pickle_weights (bool): see `from_directory`.
     RETURNS (Predictor): the loaded model.
     """
     path = Path(str(model)).expanduser()
     if path.is_dir():
-        return from_directory(path, options)
+        return from_directory(path, options, allow_pickle_weights)
     if spacy.util.is_package(str(model)):
         return SpacyPredictor(spacy.load(str(model)), str(model), options)
     raise ModelNotFoundError(
@@ -393,13 +416,18 @@ def predictor_to_bytes(predictor: Predictor) -> bytes:
 
 
 def predictor_from_bytes(
-    data: bytes, keep_dir: Optional[list] = None, options: Optional[SpeedOptions] = None
+    data: bytes,
+    keep_dir: Optional[list] = None,
+    options: Optional[SpeedOptions] = None,
+    allow_pickle_weights: bool = False,
 ) -> Predictor:
     """Restore a predictor from `predictor_to_bytes` output.
 
     keep_dir (Optional[list]): receives the TemporaryDirectory the files were
         unpacked into, so the caller can keep it alive as long as the model.
     options (Optional[SpeedOptions]): how to run it (default: as trained, SpeedOptions.as_trained()).
+    allow_pickle_weights (bool): see `from_directory` (a saved component holds
+        safetensors weights: `HFPredictor.to_disk` writes them).
     """
     msg = srsly.msgpack_loads(data)
     tmp = tempfile.TemporaryDirectory(prefix="spacy-emotion-")
@@ -413,4 +441,4 @@ def predictor_from_bytes(
         target.write_bytes(content)
     if keep_dir is not None:
         keep_dir.append(tmp)
-    return from_directory(root, options)
+    return from_directory(root, options, allow_pickle_weights)

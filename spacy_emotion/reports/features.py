@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..safe_loading import NO_REMOTE_CODE, model_kwargs
 from ..training.backbone import DEFAULT_BACKBONE, resolve_backbone
 
 POOLINGS = ("mean", "cls")
@@ -72,11 +73,11 @@ def load_backbone(name: str = DEFAULT_BACKBONE, device: str = "cpu", with_model:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     folder = resolve_backbone(name)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    config = AutoConfig.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
+    config = AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
     backbone = Backbone(name, folder, tokenizer, backbone_window(folder, tokenizer, config), device=device)
     if with_model:
-        backbone.model = AutoModel.from_pretrained(folder).to(device).eval()
+        backbone.model = AutoModel.from_pretrained(folder, **model_kwargs()).to(device).eval()
     return backbone
 
 

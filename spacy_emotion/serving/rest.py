@@ -27,6 +27,14 @@ is busy queue up and form the next batch: under load batches grow by
 themselves, and an idle server answers a lone request at once (the default
 wait is 0). If a grouped model call fails, each of its requests runs again
 alone, so only a request whose own texts fail gets the error (500).
+
+Overload: at most ``max_queue`` requests (default :data:`DEFAULT_MAX_QUEUE`)
+wait for or are in a model call at once. A request beyond that is answered
+at once with 503 and a ``Retry-After`` header instead of waiting without
+bound; ``/health`` and ``/labels`` never queue. A client that disconnects
+while its request waits costs no error: with batching its texts are dropped
+from the queue if no model call has taken them yet; otherwise (and without
+batching) the call finishes and the answer is discarded.
 """
 
 import asyncio
@@ -35,12 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Awaitable, Dict, List, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from spacy.language import Language
@@ -59,6 +67,13 @@ queued up while the model was busy (docs/rest.md); a few ms can help when
 requests arrive in bursts."""
 DEFAULT_MAX_BATCH_TEXTS = 64
 """Texts per model call when grouping requests (a batch request is never split)."""
+DEFAULT_MAX_QUEUE = 256
+"""Requests waiting for or in a model call at once; beyond it 503 with Retry-After.
+Large enough that a few hundred clients that wait for their answers are never
+shed, small enough to bound the memory and the wait of queued requests."""
+RETRY_AFTER_S = 1
+"""The Retry-After of a 503 (seconds): about the time a full queue takes to drain
+with a small model on a CPU."""
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -110,6 +125,19 @@ class LabelsResult(BaseModel):
     labels: List[str]
 
 
+class ErrorResult(BaseModel):
+    """A 413, 500 or 503 answer: what went wrong."""
+
+    detail: str
+
+
+class ValidationErrorResult(BaseModel):
+    """A 422 answer: the pydantic errors (a list) or the reason (a string), and one line."""
+
+    detail: Union[List[Dict[str, Any]], str]
+    message: Optional[str] = Field(None, description="The errors in one line (absent when detail is a string)")
+
+
 # ---- batching --------------------------------------------------------------
 
 
@@ -120,6 +148,10 @@ class _Pending:
     future: asyncio.Future
 
 
+class Overloaded(Exception):
+    """The request queue is full: the request is shed (503 with Retry-After)."""
+
+
 @dataclass
 class Batcher:
     """Run the model in one worker thread, grouping concurrent requests.
@@ -128,6 +160,8 @@ class Batcher:
     max_wait_s (float): longest wait for more requests once one is queued.
     max_texts (int): stop collecting once a group has this many texts.
     cpu_threads (int): torch threads of the model thread (0: torch's default).
+    max_queue (int): requests waiting for or in a model call at once; one more
+        raises `Overloaded`.
     """
 
     nlp: Language
@@ -135,6 +169,7 @@ class Batcher:
     max_wait_s: float = DEFAULT_BATCH_WAIT_MS / 1000
     max_texts: int = DEFAULT_MAX_BATCH_TEXTS
     cpu_threads: int = 0
+    max_queue: int = DEFAULT_MAX_QUEUE
     stats: Dict[str, int] = field(default_factory=lambda: {"model_calls": 0, "requests": 0, "texts": 0})
 
     def __post_init__(self) -> None:
@@ -144,6 +179,8 @@ class Batcher:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
+        self.queued = 0  # requests admitted whose work is not done or dropped yet
+        self.shed = 0  # requests refused with Overloaded
 
     def _run_model(self, texts: List[str], sentences: bool) -> List[Dict[str, Any]]:
         self.stats["model_calls"] += 1
@@ -151,15 +188,31 @@ class Batcher:
         return list(classify(self.nlp, texts, batch_size=max(1, len(texts)), sentences=sentences))
 
     async def classify(self, texts: List[str], sentences: bool = False) -> List[Dict[str, Any]]:
-        """RETURNS (List[Dict]): `inference.doc_result` of each text, in order."""
+        """RETURNS (List[Dict]): `classify.doc_result` of each text, in order.
+        RAISES Overloaded: `max_queue` requests are already queued."""
+        if self.queued >= self.max_queue:
+            self.shed += 1
+            raise Overloaded(f"{self.queued} requests are queued, the limit is {self.max_queue}: try again later")
         self.stats["requests"] += 1
         loop = asyncio.get_running_loop()
         if not self.enabled:
-            return await loop.run_in_executor(self._executor, self._run_model, texts, sentences)
-        self._ensure_worker(loop)
-        pending = _Pending(texts, sentences, loop.create_future())
-        self._queue.put_nowait(pending)
-        return await pending.future
+            work = loop.run_in_executor(self._executor, self._run_model, texts, sentences)
+        else:
+            self._ensure_worker(loop)
+            work = loop.create_future()
+            self._queue.put_nowait(_Pending(texts, sentences, work))
+        # the slot is freed when the work is done or dropped, not when the client leaves:
+        # the executor's own queue stays bounded too
+        self.queued += 1
+        work.add_done_callback(self._release)
+        # a caller that goes away cancels the grouped request (the worker skips it);
+        # a request running alone can't be stopped and finishes in the thread
+        return await (work if self.enabled else asyncio.shield(work))
+
+    def _release(self, work: asyncio.Future) -> None:
+        self.queued -= 1
+        if not work.cancelled():
+            work.exception()  # retrieved: no "never retrieved" warning when the caller has gone
 
     def _ensure_worker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the grouping task in this event loop (again, if the loop changed)."""
@@ -281,6 +334,58 @@ def _validation_message(errors: List[Dict[str, Any]]) -> str:
     return "; ".join(parts) or "Invalid request"
 
 
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+}
+ERROR_RESPONSES: Dict[Union[int, str], Dict[str, Any]] = {
+    400: {"model": ErrorResult, "description": "The body can't be read as text (not UTF-8)"},
+    422: {"model": ValidationErrorResult, "description": "Invalid request"},
+    500: {"model": ErrorResult, "description": "The model failed on the request's texts"},
+    503: {"model": ErrorResult, "description": "Overloaded: the request queue is full", "headers": RETRY_AFTER_HEADER},
+}
+"""The error answers of the predict endpoints, declared in the OpenAPI schema."""
+
+
+def _openapi_with_limits(app: FastAPI, limits: Limits) -> Dict[str, Any]:
+    """The OpenAPI schema with this server's limits (maxLength, maxItems) on the
+    request schemas: they are checked in the endpoints (413), not by pydantic (422)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        models = schema["components"]["schemas"]
+        models["PredictRequest"]["properties"]["text"]["maxLength"] = limits.max_chars
+        texts = models["BatchRequest"]["properties"]["texts"]
+        texts["maxItems"] = limits.max_batch
+        texts["items"]["maxLength"] = limits.max_chars
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+CLIENT_GONE = 499
+"""The status of the answer to a client that disconnected (nobody reads it; nginx's code)."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has disconnected (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(request: Request, work: Awaitable[Any]) -> Any:
+    """Await `work`, or cancel it if the client disconnects first (a queued request is dropped)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        gone = not task.done()
+        if gone:
+            task.cancel()
+    return Response(status_code=CLIENT_GONE) if gone else task.result()
+
+
 def _too_large(detail: str) -> HTTPException:
     return HTTPException(status_code=413, detail=detail)
 
@@ -297,6 +402,7 @@ def create_app(
     max_batch_texts: int = DEFAULT_MAX_BATCH_TEXTS,
     cpu_threads: int = 0,
     speed: Optional[Dict[str, Any]] = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> FastAPI:
     """Build the app, loading the model now (not on the first request).
 
@@ -306,6 +412,7 @@ def create_app(
         `classify.set_cpu_threads`).
     speed (Optional[Dict[str, Any]]): speed settings of emotion_classifier
         (`runtime`, `quantize`, ...) for `classify.build_pipeline`.
+    max_queue (int): requests waiting for or in a model call at once (503 beyond).
     RETURNS (FastAPI): the app; run it with uvicorn.
     """
     from .. import __version__
@@ -314,9 +421,16 @@ def create_app(
         model if isinstance(model, Language) else build_pipeline(model, threshold=threshold, gpu_id=gpu_id, speed=speed)
     )
     info = model_info(nlp)
+    if max_queue < 1:
+        raise ValueError(f"max_queue must be at least 1, got {max_queue}")
     limits = Limits(max_chars=max_chars, max_batch=max_batch)
     batcher = Batcher(
-        nlp, enabled=batching, max_wait_s=batch_wait_ms / 1000, max_texts=max_batch_texts, cpu_threads=cpu_threads
+        nlp,
+        enabled=batching,
+        max_wait_s=batch_wait_ms / 1000,
+        max_texts=max_batch_texts,
+        cpu_threads=cpu_threads,
+        max_queue=max_queue,
     )
 
     @asynccontextmanager
@@ -330,17 +444,28 @@ def create_app(
         description=(
             "Emotion classification (sadness, joy, love, anger, fear, surprise) with the spaCy "
             f"`emotion_classifier`. Limits: {limits.max_chars:,} characters per text, "
-            f"{limits.max_batch} texts per batch request (413 beyond)."
+            f"{limits.max_batch} texts per batch request (413 beyond); {max_queue} requests queued "
+            "at once (503 with Retry-After beyond)."
         ),
         lifespan=lifespan,
     )
     app.state.nlp, app.state.batcher, app.state.limits = nlp, batcher, limits
+    app.openapi = lambda: _openapi_with_limits(app, limits)
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = jsonable_encoder(exc.errors())
         return JSONResponse({"detail": errors, "message": _validation_message(errors)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # a JSON 500 as the schema says (Starlette's default is plain text); uvicorn still logs the traceback
+        return JSONResponse({"detail": f"Internal server error ({type(exc).__name__}); see the server log"}, 500)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     def check_text(text: str, where: str = "text") -> None:
         if len(text) > limits.max_chars:
@@ -353,29 +478,31 @@ def create_app(
         "/predict",
         response_model=PredictResult,
         response_model_exclude_unset=True,
-        responses={413: {"description": "Text over the character limit"}, 422: {"description": "Invalid request"}},
+        responses={413: {"model": ErrorResult, "description": "Text over the character limit"}, **ERROR_RESPONSES},
     )
-    async def predict(request: PredictRequest) -> Any:
+    async def predict(body: PredictRequest, request: Request) -> Any:
         """Classify one text: the top emotion, its score and the six probabilities."""
-        check_text(request.text)
-        return (await batcher.classify([request.text], request.sentences))[0]
+        check_text(body.text)
+        results = await _unless_gone(request, batcher.classify([body.text], body.sentences))
+        return results if isinstance(results, Response) else results[0]
 
     @app.post(
         "/predict/batch",
         response_model=BatchResult,
         response_model_exclude_unset=True,
         responses={
-            413: {"description": "Too many texts, or a text over the character limit"},
-            422: {"description": "Invalid request"},
+            413: {"model": ErrorResult, "description": "Too many texts, or a text over the character limit"},
+            **ERROR_RESPONSES,
         },
     )
-    async def predict_batch(request: BatchRequest) -> Any:
+    async def predict_batch(body: BatchRequest, request: Request) -> Any:
         """Classify several texts; results are in the order of `texts`."""
-        if len(request.texts) > limits.max_batch:
-            raise _too_large(f"{len(request.texts)} texts; the limit is {limits.max_batch} per request")
-        for i, text in enumerate(request.texts):
+        if len(body.texts) > limits.max_batch:
+            raise _too_large(f"{len(body.texts)} texts; the limit is {limits.max_batch} per request")
+        for i, text in enumerate(body.texts):
             check_text(text, f"texts[{i}]")
-        return {"results": await batcher.classify(request.texts, request.sentences)}
+        results = await _unless_gone(request, batcher.classify(body.texts, body.sentences))
+        return results if isinstance(results, Response) else {"results": results}
 
     @app.get("/health")
     async def health() -> Dict[str, Any]:
@@ -399,6 +526,7 @@ def create_app(
                 "max_texts": batcher.max_texts,
                 **batcher.stats,
             },
+            "queue": {"max_requests": batcher.max_queue, "queued": batcher.queued, "shed": batcher.shed},
             "cpu_threads": batcher.cpu_threads or None,
         }
 
@@ -434,4 +562,13 @@ def run(
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
 
 
-__all__ = ["create_app", "run", "Batcher", "is_loopback", "DEFAULT_MAX_CHARS", "DEFAULT_MAX_BATCH"]
+__all__ = [
+    "create_app",
+    "run",
+    "Batcher",
+    "Overloaded",
+    "is_loopback",
+    "DEFAULT_MAX_CHARS",
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_QUEUE",
+]

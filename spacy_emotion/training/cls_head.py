@@ -180,9 +180,10 @@ def pretrained_pooler(backbone: str) -> Optional[Tuple[Floats2d, Floats2d]]:
     """
     from transformers import AutoModel
 
+    from ..safe_loading import model_kwargs
     from .backbone import resolve_backbone
 
-    hf_model, info = AutoModel.from_pretrained(resolve_backbone(backbone), output_loading_info=True)
+    hf_model, info = AutoModel.from_pretrained(resolve_backbone(backbone), output_loading_info=True, **model_kwargs())
     pooler = getattr(hf_model, "pooler", None)
     dense = getattr(pooler, "dense", None)
     if dense is None or any(key.startswith("pooler.") or ".pooler." in key for key in info["missing_keys"]):

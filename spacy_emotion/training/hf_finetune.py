@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..labels import LABEL_TO_ID, LABELS
+from ..safe_loading import NO_REMOTE_CODE, model_kwargs
 from .backbone import DEFAULT_BACKBONE, resolve_backbone
 from .dataset import Example, load_splits, sample
 
@@ -127,9 +128,13 @@ def finetune(
     }
     path = resolve_backbone(settings.backbone)
     _seed_everything(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=dict(LABEL_TO_ID)
+        path,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id=dict(LABEL_TO_ID),
+        **model_kwargs(),
     ).to(device)
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()]
     decay = [p for p in model.parameters() if all(p is not q for q in no_decay)]
