@@ -16,8 +16,9 @@ small machine. `--model` measures a trained pipeline or checkpoint instead.
     python benchmarks/memory_stream.py --out benchmarks/runs/DATE-memory-stream
 
 writes memory_stream.json (date, machine, commit, command, settings, the RSS
-series and the growth) and memory_stream.md into --out. No figure here is a
-target that anything asserts.
+series and the growth) and memory_stream.md into --out, after every point, so
+that a run stopped early keeps the points it reached ("partial": true until
+the end). No figure here is a target that anything asserts.
 """
 
 import argparse
@@ -82,13 +83,15 @@ def random_bow_pipeline(path: Path, seed: int = 0) -> Path:
 
 def markdown(record: Dict[str, Any]) -> str:
     machine = record["machine"]
+    done = record["rss_mb"][-1][0]
     lines = [
         f"# Memory over a stream of {record['texts']:,} texts ({record['date']})",
         "",
+        *(["Partial: the run stopped (or is still running) after these points.", ""] if record["partial"] else []),
         f"Model {record['model']}, batch size {record['batch_size']}, commit `{record['commit']}`, "
         f"{machine.get('cpu', '?')} ({machine.get('cpu_count')} CPUs, load average at start "
-        f"{machine.get('load_average_at_start')}). Wall time {record['wall_s']:,.0f} s "
-        f"({record['docs_per_s']:,.0f} docs/s).",
+        f"{machine.get('load_average_at_start')}). Wall time {record['wall_s']:,.0f} s for {done:,} docs "
+        f"({done / record['wall_s']:,.0f} docs/s).",
         "",
         "| docs | RSS MB |",
         "|---:|---:|",
@@ -99,7 +102,7 @@ def markdown(record: Dict[str, Any]) -> str:
         "",
         f"Growth from {first[0]:,} to {last[0]:,} docs: {record['growth_pct']:+.2f} %. "
         f"spaCy's StringStore: {record['strings_before']:,} strings before the stream, "
-        f"{record['strings_after']:,} after.",
+        f"{record['strings_after']:,} at the last point.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -141,17 +144,27 @@ def main() -> None:
         marks = range(args.every, args.texts + 1, args.every)
         stream = nlp.pipe(islice(cycle(texts), args.texts), batch_size=args.batch_size)
         started = time.perf_counter()
-        curve = rss_curve(stream, marks, on_mark=lambda done, mb: log("memory", f"{done:,} docs: {mb:,.1f} MB"))
-        record["wall_s"] = time.perf_counter() - started
-        record["strings_after"] = sum(len(s) for s in stores)
-    record["docs_per_s"] = args.texts / record["wall_s"]
-    record["rss_mb"] = sorted(curve.items())
+        record["rss_mb"] = []
+
+        def on_mark(done: int, mb: float) -> None:
+            log("memory", f"{done:,} docs: {mb:,.1f} MB")
+            record["rss_mb"].append((done, mb))
+            record["wall_s"] = time.perf_counter() - started
+            record["strings_after"] = sum(len(s) for s in stores)
+            record["partial"] = done < marks[-1]
+            write(record, args.out)
+
+        rss_curve(stream, marks, on_mark=on_mark)
+    print(markdown(record))
+
+
+def write(record: Dict[str, Any], out: Path) -> None:
+    """Write the record with its growth so far (the last point against the first)."""
     first, last = record["rss_mb"][0][1], record["rss_mb"][-1][1]
     record["growth_pct"] = 100 * (last - first) / first
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory_stream.json").write_text(json.dumps(record, indent=1), encoding="utf8")
-    (args.out / "memory_stream.md").write_text(markdown(record), encoding="utf8")
-    print(markdown(record))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "memory_stream.json").write_text(json.dumps(record, indent=1), encoding="utf8")
+    (out / "memory_stream.md").write_text(markdown(record), encoding="utf8")
 
 
 if __name__ == "__main__":
