@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import make_backbone, write_toy_folder  # noqa: E402
+from tiny import make_backbone, toy_examples, write_toy_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TRF_CONFIG = ROOT / "configs" / "trf.cfg"
@@ -50,6 +50,49 @@ def train_tiny(config: Path, corpus: Path, output: Path, overrides: dict = None,
     settings.update(overrides or {})
     train(config, output, overrides=settings, use_gpu=use_gpu)
     return output / "model-best"
+
+
+def random_head_pipeline(arch: str, path, config_path=TRF_CONFIG) -> str:
+    """`config_path` over a tiny random `arch`, initialised on toy data, with
+    a random softmax layer (an untrained one is all zeros: uniform scores)
+    and, for a first-wordpiece head, a random pooler."""
+    import numpy as np
+    import spacy
+    from spacy.training import Example
+
+    from spacy_emotion.labels import LABELS
+
+    backbone = make_backbone(path / "backbone", arch)
+    config = spacy.util.load_config(config_path, overrides={"paths.backbone": str(backbone)}, interpolate=True)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    examples = [
+        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
+        for t, label in toy_examples(2)
+    ]
+    nlp.initialize(lambda: examples)
+    rng = np.random.default_rng(0)
+    for node in nlp.get_pipe("textcat").model.walk():
+        if node.name == "softmax":
+            node.set_param("W", rng.normal(0, 0.3, node.get_param("W").shape).astype("float32"))
+            node.set_param("b", rng.normal(0, 1, node.get_param("b").shape).astype("float32"))
+        if node.name == "cls_pooler":
+            _spread_pooler(nlp, node, rng)
+    nlp.to_disk(path / "pipeline")
+    return path / "pipeline"
+
+
+def _spread_pooler(nlp, pooler, rng) -> None:
+    """Set a random pooler that spreads the toy texts' [CLS] vectors (which a
+    random backbone makes nearly equal) over the range of its tanh."""
+    import numpy as np
+
+    docs = list(nlp.pipe(t for t, _ in toy_examples(3, seed=5)))
+    first = np.stack([doc._.trf_data.model_output.last_hidden_state[:, 0, :].mean(axis=0) for doc in docs])
+    centre = first.mean(axis=0)
+    spread = np.linalg.norm(first - centre, axis=1).mean()
+    W = rng.normal(0, 0.1, pooler.get_param("W").shape) / spread
+    pooler.set_param("W", W.astype("float32"))
+    pooler.set_param("b", (-W @ centre).astype("float32"))
 
 
 @pytest.fixture(scope="session")

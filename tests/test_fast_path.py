@@ -6,10 +6,9 @@ exactly run `nlp.pipe`."""
 import numpy as np
 import pytest
 import spacy
-from conftest import BOW_CONFIG, ROOT, TRF_CONFIG, train_tiny
-from spacy.training import Example
+from conftest import BOW_CONFIG, ROOT, random_head_pipeline, train_tiny
 from thinc.types import Ragged
-from tiny import ARCHITECTURES, make_backbone, toy_examples
+from tiny import ARCHITECTURES, toy_examples
 
 from spacy_emotion.component.fast_path import BatchedTextcat
 from spacy_emotion.component.predictors import from_directory
@@ -35,41 +34,6 @@ TEXTS = (
 )
 FLOAT32 = 1e-5
 CLS_CONFIG = ROOT / "configs" / "trf_cls.cfg"
-
-
-def random_head_pipeline(arch: str, path, config_path=TRF_CONFIG) -> str:
-    """`config_path` over a tiny random `arch`, initialised on toy data, with
-    a random softmax layer (an untrained one is all zeros: uniform scores)
-    and, for a first-wordpiece head, a random pooler."""
-    backbone = make_backbone(path / "backbone", arch)
-    config = spacy.util.load_config(config_path, overrides={"paths.backbone": str(backbone)}, interpolate=True)
-    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(2)
-    ]
-    nlp.initialize(lambda: examples)
-    rng = np.random.default_rng(0)
-    for node in nlp.get_pipe("textcat").model.walk():
-        if node.name == "softmax":
-            node.set_param("W", rng.normal(0, 0.3, node.get_param("W").shape).astype("float32"))
-            node.set_param("b", rng.normal(0, 1, node.get_param("b").shape).astype("float32"))
-        if node.name == "cls_pooler":
-            _spread_pooler(nlp, node, rng)
-    nlp.to_disk(path / "pipeline")
-    return path / "pipeline"
-
-
-def _spread_pooler(nlp, pooler, rng) -> None:
-    """Set a random pooler that spreads the toy texts' [CLS] vectors (which a
-    random backbone makes nearly equal) over the range of its tanh."""
-    docs = list(nlp.pipe(t for t, _ in toy_examples(3, seed=5)))
-    first = np.stack([doc._.trf_data.model_output.last_hidden_state[:, 0, :].mean(axis=0) for doc in docs])
-    centre = first.mean(axis=0)
-    spread = np.linalg.norm(first - centre, axis=1).mean()
-    W = rng.normal(0, 0.1, pooler.get_param("W").shape) / spread
-    pooler.set_param("W", W.astype("float32"))
-    pooler.set_param("b", (-W @ centre).astype("float32"))
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)

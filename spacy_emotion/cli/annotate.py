@@ -12,6 +12,7 @@ from .app import LOAD_ERRORS, QUANTIZE_OPTION, RUNTIME_OPTION, app, require_extr
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_BAD_JOB = 2
+EXIT_WRITE_FAILED = 3
 EXIT_INTERRUPTED = 130
 ENGINES = ("local", "ray")
 
@@ -86,7 +87,8 @@ def annotate_cli(
 
     Exit codes: 0 every row annotated; 1 finished, but some rows failed (see
     the errors file); 2 bad arguments, input or checkpoint (nothing done);
-    130 interrupted (rerun to resume).
+    3 writing failed (a full disk, a file-size limit: make room and rerun to
+    resume); 130 interrupted (rerun to resume).
     """
     if engine not in ENGINES:
         msg.fail(f"--engine must be {' or '.join(ENGINES)}, got {engine}", exits=EXIT_BAD_JOB)
@@ -121,7 +123,7 @@ def annotate_cli(
     used = [name for name, value in ray_only.items() if value]
     if used:
         msg.fail(f"{', '.join(used)}: for --engine ray only", exits=EXIT_BAD_JOB)
-    from ..serving.annotate_files import AnnotateError, Job, annotate, check_job
+    from ..serving.annotate_files import AnnotateError, Job, OutputWriteError, annotate, check_job
 
     text_key = text_column if input_path.suffix.lower() == ".csv" else text_field
     if input_path.suffix.lower() == ".csv" and text_field != "text":
@@ -153,6 +155,12 @@ def annotate_cli(
         summary = annotate(job, nlp, overwrite=overwrite, progress_bar=progress)
     except AnnotateError as err:
         msg.fail(str(err), exits=EXIT_BAD_JOB)
+    except OutputWriteError as err:
+        msg.fail(
+            f"{err}. Rows up to the last checkpoint are kept: make room and run the same command again to resume "
+            f"(checkpoint: {job.checkpoint})",
+            exits=EXIT_WRITE_FAILED,
+        )
     except KeyboardInterrupt:
         msg.warn(f"Interrupted. Run the same command again to resume (checkpoint: {job.checkpoint})")
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -39,6 +39,7 @@ the output is created and removed when the run completes, so an output without
 a checkpoint is a finished run: annotating again needs ``overwrite``.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -65,6 +66,21 @@ csv.field_size_limit(2**31 - 1)  # a text may be long; rows are still read one a
 
 class AnnotateError(Exception):
     """A problem with the whole job (arguments, header, checkpoint), not with one row."""
+
+
+class OutputWriteError(Exception):
+    """Writing the output, errors or checkpoint file failed mid-run (a full
+    disk, a file-size limit, a storage error). The files are as the last
+    checkpoint left them, or longer by lines a rerun drops: run again to resume."""
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing `path` into an OutputWriteError that names it."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputWriteError(f"Can't write {path}: {err.strerror or err}") from err
 
 
 @dataclass
@@ -210,15 +226,18 @@ class RowReader:
         with self.path.open("rb") as fh:
             self.offset, self.line = 0, 0
             reader = csv.reader(raw.decode("utf-8", "surrogateescape") for raw in self._lines(fh))
-            header = next(reader, None)
+            try:
+                header = next(reader, None)
+            except csv.Error as err:
+                raise AnnotateError(f"{self.path}: the header row is not valid CSV ({err})") from err
             end = (self.offset, self.line)
         if not header:
             raise AnnotateError(f"{self.path} is empty: a .csv input needs a header row")
         header = [name.strip() for name in header]
         if self.text_key not in header:
+            columns = ", ".join(header).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             raise AnnotateError(
-                f"{self.path} has no column '{self.text_key}' (columns: {', '.join(header)}); choose one with "
-                "--text-column"
+                f"{self.path} has no column '{self.text_key}' (columns: {columns}); choose one with --text-column"
             )
         self.offset, self.line = end
         return header
@@ -300,16 +319,30 @@ class RowReader:
 
         reader = csv.reader(decoded())
         start = self.line + 1
-        for record in reader:
-            if _bad_quotes([text for _, text in taken]):
-                self.offset, self.line = taken[0][0], start
+
+        def skip_first_line(reason: str) -> Row:
+            """An error row for the record's first line; `offset`/`line` move to just after it."""
+            self.offset, self.line = taken[0][0], start
+            try:
                 first = next(csv.reader([taken[0][1]]), [])
-                row_id = first[id_col] if id_col is not None and id_col < len(first) else None
-                yield Row(
-                    line=start,
-                    id=row_id,
-                    error=f"a quoted field opened on line {start} is left open "
-                    "(the lines after it are read as rows of their own)",
+            except csv.Error:
+                first = []
+            row_id = first[id_col] if id_col is not None and id_col < len(first) else None
+            return Row(line=start, id=row_id, error=reason)
+
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:  # a carriage return in an unquoted field: csv.reader gives up on the file
+                what = "a carriage return (\\r) outside quotes" if "new-line" in str(err) else str(err)
+                yield skip_first_line(f"not valid CSV on line {self.line}: {what}")
+                return True
+            if _bad_quotes([text for _, text in taken]):
+                yield skip_first_line(
+                    f"a quoted field opened on line {start} is left open "
+                    "(the lines after it are read as rows of their own)"
                 )
                 return True
             taken.clear()
@@ -368,6 +401,8 @@ def _jsonl_row(raw: bytes, line: int, text_key: str, id_key: str) -> Row:
         return Row(line=line, error=f"not valid UTF-8 text (byte {err.start})")
     except json.JSONDecodeError as err:
         return Row(line=line, error=f"invalid JSON: {err.msg} (column {err.colno})")
+    except (ValueError, RecursionError) as err:  # a number of over 4,300 digits; arrays nested too deep
+        return Row(line=line, error=f"JSON that Python can't read: {str(err)[:120]}")
     if not isinstance(obj, dict):
         return Row(line=line, error=f"not a JSON object (got {type(obj).__name__})")
     row = Row(line=line, id=obj.get(id_key))
@@ -409,14 +444,24 @@ def _output_record(job: Job, row: Row, result: Dict[str, Any]) -> Dict[str, Any]
 
 
 def _encode_jsonl(records: List[Dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf8")
+    """JSON lines in UTF-8. An id that UTF-8 can't hold (undecodable bytes of a
+    .csv input, a lone surrogate escape in a .jsonl one) keeps JSON's \\u escapes."""
+    return b"".join(_json_line(r) for r in records)
+
+
+def _json_line(record: Dict[str, Any]) -> bytes:
+    try:
+        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf8")
+    except UnicodeEncodeError:
+        return (json.dumps(record) + "\n").encode("utf8")
 
 
 def _encode_csv(rows: List[List[Any]]) -> bytes:
+    """CSV rows in UTF-8; an id that UTF-8 can't hold is written with backslash escapes (\\udc80)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows(rows)
-    return buf.getvalue().encode("utf8")
+    return buf.getvalue().encode("utf8", "backslashreplace")
 
 
 def flat_result(result: Dict[str, Any], sentences: bool = False) -> Dict[str, Any]:
@@ -439,23 +484,32 @@ def _csv_values(job: Job, record: Dict[str, Any]) -> List[Any]:
 
 
 def _write_durably(fh: BinaryIO, data: bytes) -> int:
-    """Append `data`, flush and fsync; RETURNS the file's size afterwards."""
-    if data:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return fh.tell()
+    """Append `data` to an unbuffered file and fsync it; RETURNS the file's size afterwards.
+    RAISES (OutputWriteError): the write or fsync failed."""
+    with _writing(Path(fh.name)):
+        view = memoryview(data)
+        while view:
+            view = view[fh.write(view) or 0 :]  # a raw write may take part of the data
+        if data:
+            os.fsync(fh.fileno())
+        return fh.tell()
+
+
+def _open_errors(job: Job) -> BinaryIO:
+    with _writing(job.errors):
+        return job.errors.open("ab", buffering=0)
 
 
 def _save_checkpoint(job: Job, progress: Progress) -> None:
-    """Replace the checkpoint atomically (write, fsync, rename)."""
+    """Replace the checkpoint atomically (write, fsync, rename); a failure leaves the previous one."""
     tmp = job.checkpoint.with_name(job.checkpoint.name + ".tmp")
     data = {"version": CHECKPOINT_VERSION, "fingerprint": job.fingerprint(), "progress": asdict(progress)}
-    with tmp.open("w", encoding="utf8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, job.checkpoint)
+    with _writing(job.checkpoint):
+        with tmp.open("w", encoding="utf8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, job.checkpoint)
     fsync_dir(job.checkpoint.parent)
 
 
@@ -493,6 +547,8 @@ def check_job(job: Job, overwrite: bool = False) -> Optional[Progress]:
     paths = {job.input.resolve(), job.output.resolve(), job.errors.resolve(), job.checkpoint.resolve()}
     if len(paths) < 4:
         raise AnnotateError("The input, output, errors and checkpoint files must all be different files")
+    for path in (job.output, job.errors):
+        _check_writable(path)
     if job.input_format == "csv":
         RowReader(job.input, "csv", job.text_key, job.id_key)  # reads and checks the header
     if overwrite:
@@ -529,6 +585,21 @@ def check_job(job: Job, overwrite: bool = False) -> Optional[Progress]:
     return None
 
 
+def _check_writable(path: Path) -> None:
+    """Fail early when `path` can't be written: it is a folder, or its folder is
+    under a file or in a folder this process may not write to (what `annotate`
+    would only find after loading the model)."""
+    if path.is_dir():
+        raise AnnotateError(f"{path} is a folder: the output and errors must be files")
+    folder = path.parent
+    while not folder.exists():  # the first folder that exists is where the missing ones would be made
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AnnotateError(f"Can't create the folder of {path}: {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AnnotateError(f"Can't write {path}: no permission to write in {folder}")
+
+
 def annotate(
     job: Job,
     nlp: Language,
@@ -557,19 +628,23 @@ def annotate(
     state = resume or Progress()
     resumed_at = state.rows
     for folder in {job.output.parent, job.errors.parent, job.checkpoint.parent}:
-        folder.mkdir(parents=True, exist_ok=True)
+        with _writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
     _save_checkpoint(job, state)  # before the output exists: an output without checkpoint is a finished run
     for path, size in ((job.output, state.output_bytes), (job.errors, state.errors_bytes)):
         if path.exists():
-            with path.open("r+b") as fh:  # drop a torn line or a chunk written after the checkpoint
+            with _writing(path), path.open("r+b") as fh:  # drop a torn line or a chunk written after the checkpoint
                 fh.truncate(size)
                 os.fsync(fh.fileno())
     reader = RowReader(job.input, job.input_format, job.text_key, job.id_key)
     total = job.input.stat().st_size
     started = time.monotonic()
-    out = job.output.open("ab")
-    errors: Optional[BinaryIO] = job.errors.open("ab") if job.errors.exists() else None
+    with _writing(job.output):
+        out = job.output.open("ab", buffering=0)  # unbuffered: a failed write is reported by the write itself
+    errors: Optional[BinaryIO] = None
     try:
+        if job.errors.exists():
+            errors = _open_errors(job)
         if job.output_format == "csv" and state.output_bytes == 0:
             state.output_bytes = _write_durably(out, _encode_csv([output_columns(job)]))
             _save_checkpoint(job, state)
@@ -648,7 +723,7 @@ def _process_chunk(
     state.output_bytes = _write_durably(out, data)
     if failed:
         if errors is None:
-            errors = job.errors.open("ab")
+            errors = _open_errors(job)
         state.errors_bytes = _write_durably(errors, _encode_jsonl(failed))
     state.offset, state.line = reader.offset, reader.line
     state.rows += len(chunk)
