@@ -47,6 +47,7 @@ training_speed.py and report.py.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +71,11 @@ from benchmarks.systems import (  # noqa: E402
     export_hf_checkpoint,
     read_split,
 )
+
+CPU_DEFAULTS = {"stream": 100000, "stream_c": 20000, "repeats": 5, "latency": 200, "train_steps": 40, "host_bound": 0}
+GPU_DEFAULTS = {"stream": 20000, "stream_c": 2000, "repeats": 3, "latency": 100, "train_steps": 20, "host_bound": 10000}
+"""Sizes of a run when not given: with --gpu, every GPU row in one command of
+a few minutes (benchmarks/README.md), the host-bound mode included."""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -98,9 +104,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         f"(default: {DEFAULT_VARIANTS}; with --gpu {GPU_VARIANTS})",
     )
     parser.add_argument(
-        "--stream", type=int, default=100000, help="docs in the stream (test texts repeated, shuffled); 0: no stream"
+        "--stream", type=int, default=None, help="docs in the stream (test texts repeated, shuffled); 0: no stream"
     )
-    parser.add_argument("--stream-c", type=int, default=20000, help="docs in C-default's stream (batch size 1 is slow)")
+    parser.add_argument("--stream-c", type=int, default=None, help="docs in C-default's stream (batch size 1 is slow)")
     parser.add_argument(
         "--variant-stream", type=int, default=0, help="docs in each setting's stream (0: test texts only)"
     )
@@ -108,14 +114,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--rss-from", type=int, default=10000, help="RSS growth is measured from this many streamed docs to the end"
     )
     parser.add_argument(
-        "--repeats", type=int, default=5, help="timed runs over the test texts (median), after a warm-up run"
+        "--repeats", type=int, default=None, help="timed runs over the test texts (median), after a warm-up run"
     )
-    parser.add_argument("--latency", type=int, default=200, help="single texts timed for latency; 0: none")
+    parser.add_argument("--latency", type=int, default=None, help="single texts timed for latency; 0: none")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test texts (0: all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every system (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-steps", type=int, default=40, help="training steps per trainer; 0: skip training")
+    parser.add_argument("--train-steps", type=int, default=None, help="training steps per trainer; 0: skip training")
     parser.add_argument("--train-warmup", type=int, default=5, help="first steps not timed")
     parser.add_argument(
         "--train-corpus", default=None, help="folder with train.spacy and dev.spacy (default: converted from --data)"
@@ -123,8 +129,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(ROOT / "configs" / "trf.cfg"))
     parser.add_argument("--backbone", default=None, help="backbone for training (default: the model's own)")
     parser.add_argument("--export-dir", default=None, help="where B's checkpoint goes (default: a temporary folder)")
+    parser.add_argument(
+        "--host-bound",
+        type=int,
+        default=None,
+        help="texts of the host-bound mode (benchmarks/host_bound.py), run last; 0: none "
+        f"(default: 0, with --gpu {GPU_DEFAULTS['host_bound']})",
+    )
     parser.add_argument("--gpu", action="store_true", help="run everything on CUDA device 0 (fails without CUDA)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name, gpu_value in GPU_DEFAULTS.items():  # sizes left unset: the CPU's, or with --gpu a run of minutes
+        if getattr(args, name) is None:
+            setattr(args, name, gpu_value if args.gpu else CPU_DEFAULTS[name])
+    return args
 
 
 def check_gpu() -> None:
@@ -310,6 +327,23 @@ def measure_training(results: Dict[str, Any], args: argparse.Namespace, device: 
         results["training"][precision] = row
 
 
+def measure_host_bound(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
+    """The host-bound mode (benchmarks/host_bound.py) in a process of its own,
+    on the same device: its tiny model is trained there, not read from --model.
+
+    args (argparse.Namespace): the options (data, texts, device, threads).
+    out (Path): the folder for its host_bound.json and host_bound.md.
+    RETURNS (Dict[str, Any]): its results.
+    """
+    command = [sys.executable, "-m", "benchmarks.host_bound", "--data", str(args.data), "--out", str(out)]
+    command += ["--texts", str(args.host_bound), "--rounds", "3", "--profile-texts", "2000"]
+    command += ["--threads", str(args.threads)] + (["--gpu"] if args.gpu else [])
+    log("host-bound", "starting")
+    if subprocess.run(command, cwd=str(ROOT)).returncode != 0:
+        raise SystemExit("the host-bound mode failed; its output is above")
+    return json.loads((out / "host_bound.json").read_text(encoding="utf8"))
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Run the benchmark and write results.json and results.md.
 
@@ -370,6 +404,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             write_results(results, out, partial=True)
             measure_training(results, args, device, work)
 
+    if args.host_bound:
+        write_results(results, out, partial=True)
+        results["host_bound"] = measure_host_bound(args, out / "host-bound")
     meta["wall_s"] = time.perf_counter() - started
     write_results(results, out)
     log("done", f"{out / 'results.json'}, {out / 'results.md'} in {meta['wall_s']:.0f} s")

@@ -293,4 +293,7 @@ def write_results(results: Dict[str, Any], out: Path, partial: bool = False) -> 
         results["meta"].pop("partial", None)
     results["headline"] = headline(results)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf8")
-    (out / "results.md").write_text(markdown(results), encoding="utf8")
+    text = markdown(results)
+    if results.get("host_bound"):  # its own tables, written by host_bound.py next to these
+        text += "\n" + (out / "host-bound" / "host_bound.md").read_text(encoding="utf8").replace("# ", "## ", 1)
+    (out / "results.md").write_text(text, encoding="utf8")

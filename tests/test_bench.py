@@ -382,3 +382,36 @@ def test_results_written_during_a_run_say_they_are_partial(results, tmp_path):
     report.write_results(run, tmp_path)
     assert "partial" not in json.loads((tmp_path / "results.json").read_text(encoding="utf8"))["meta"]
     assert (tmp_path / "results.md").read_text(encoding="utf8") == report.markdown(res)
+
+
+def test_gpu_sizes_make_a_short_run_with_the_host_bound_mode():
+    from benchmarks import bench
+
+    cpu, gpu = bench.parse_args([]), bench.parse_args(["--gpu"])
+    for name in bench.GPU_DEFAULTS:
+        assert getattr(cpu, name) == bench.CPU_DEFAULTS[name]
+        assert getattr(gpu, name) == bench.GPU_DEFAULTS[name]
+    assert gpu.host_bound > 0 and cpu.host_bound == 0
+    assert bench.parse_args(["--gpu", "--stream", "5", "--host-bound", "0"]).stream == 5
+
+
+def test_host_bound_mode_runs_end_to_end(toy_folder, tmp_path):
+    """Both heads trained and timed, A on its fast path, every stage profiled."""
+    from benchmarks import host_bound
+
+    results = host_bound.main(
+        ["--data", str(toy_folder), "--out", str(tmp_path), "--texts", "40", "--rounds", "2"]
+        + ["--profile-texts", "20", "--train-steps", "2", "--train-limit", "12", "--threads", "1"]
+    )
+    assert set(results["heads"]) == set(host_bound.HEADS)
+    for head in results["heads"].values():
+        assert head["fast_path"], head["fast_path_reason"]
+        assert len(head["A_docs_per_s"]) == len(head["B_docs_per_s"]) == 2
+        assert all(positive(x) for x in head["A_docs_per_s"] + head["B_docs_per_s"])
+        profile = head["A_profile"]
+        assert set(profile["stages"]) == set(host_bound.STAGES)
+        assert sum(profile["stages"].values()) + profile["other"] == pytest.approx(1.0)
+        assert profile["stages"]["forward"] > 0 and profile["stages"]["spaCy tokenizer"] > 0
+    written = json.loads((tmp_path / "host_bound.json").read_text(encoding="utf8"))
+    assert written["meta"]["commit"] and written["meta"]["machine"]["cpu_count"]
+    assert "A/B median" in (tmp_path / "host_bound.md").read_text(encoding="utf8")

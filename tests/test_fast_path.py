@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 import spacy
 from conftest import BOW_CONFIG, ROOT, random_head_pipeline, train_tiny
+from helpers import classifier
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacy.language import Language
+from spacy_transformers.align import get_alignment_via_offset_mapping
+from spacy_transformers.span_getters import get_doc_spans, get_strided_spans
 from thinc.types import Ragged
-from tiny import ARCHITECTURES, toy_examples
+from tiny import ARCHITECTURES, make_backbone, toy_examples
 
-from spacy_emotion.component.fast_path import BatchedTextcat
+from spacy_emotion.component.fast_path import BatchedTextcat, align_wordpieces, windows
 from spacy_emotion.component.predictors import from_directory
 from spacy_emotion.component.speed import SpeedOptions
 from spacy_emotion.labels import LABELS
@@ -73,6 +79,9 @@ def check_fast_path(pipeline, options):
     expected = reference.predict(TEXTS)
     got = fast.predict(TEXTS)
     assert np.abs(got - expected).max() <= FLOAT32
+    # the same from docs already tokenized (what the component passes)
+    make_doc = fast.fast_path.nlp.make_doc
+    assert np.abs(fast.predict(TEXTS, [make_doc(t) for t in TEXTS]) - expected).max() <= FLOAT32
     assert got.sum(axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-5)
     assert np.ptp(got[[0, 1, 2]], axis=0).max() > 1e-3  # the random head tells texts apart: a real comparison
     # the same scores whatever the batch a text comes in
@@ -130,8 +139,96 @@ def test_docs_without_wordpieces_get_zero_rows():
     token; a token without wordpieces in another doc keeps none."""
     align = Ragged(np.asarray([1, 2, 3, 5], dtype="int32"), np.asarray([2, 0, 1, 0, 0, 1], dtype="int32"))
     # docs of 3, 2 and 1 tokens: the second has no wordpieces
-    index, lengths = BatchedTextcat._token_rows(align, [3, 2, 1], zero_row=7)
+    index, lengths = BatchedTextcat._token_rows((align.dataXd, align.lengths), [3, 2, 1], zero_row=7)
     assert lengths.tolist() == [2, 0, 1, 1, 1, 1]
     assert index.tolist() == [1, 2, 3, 7, 7, 5]
     with pytest.raises(ValueError, match="aligned 6 tokens for a batch of 5"):
-        BatchedTextcat._token_rows(align, [3, 2], zero_row=7)
+        BatchedTextcat._token_rows((align.dataXd, align.lengths), [3, 2], zero_row=7)
+
+
+@pytest.mark.parametrize("window,stride", [(128, 96), (5, 3), (4, 4), (3, 5), (0, 0)])
+def test_windows_are_those_of_the_span_getter(window, stride):
+    """`windows` cuts a doc as spacy-transformers' strided_spans (doc_spans for window 0) does."""
+    nlp = spacy.blank("en")
+    for n in list(range(0, 40)) + [95, 96, 97, 127, 128, 129, 191, 192, 193, 224, 225, 361]:
+        doc = nlp.make_doc(" ".join(["w"] * n))
+        spans = get_doc_spans([doc])[0] if window == 0 else get_strided_spans([doc], window, stride)[0]
+        assert windows(n, window, stride) == [(span.start, span.end) for span in spans]
+
+
+WORDS = st.sampled_from(
+    ["i", "feel", "happy", "so", "sad", "a" * 9, "can't", "U.S.", "(yes)", "\u200b", "😀", "x-y", "!!", "\n", "\t"]
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(texts=st.lists(st.lists(WORDS, min_size=1, max_size=12), min_size=1, max_size=4), seps=st.randoms())
+def test_alignment_is_that_of_spacy_transformers(texts, seps, wordpiece_tokenizers):
+    """`align_wordpieces` gives the rows and lengths of spacy-transformers'
+    `get_alignment_via_offset_mapping` on strided windows of any texts."""
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc("".join(w + seps.choice(["", " ", "  "]) for w in words)) for words in texts]
+    for tokenizer in wordpiece_tokenizers:
+        spans = [span for doc in docs for span in get_strided_spans([doc], 5, 3)[0]]
+        encoding = tokenizer([span.text for span in spans], return_offsets_mapping=True, padding="longest")
+        offsets = np.asarray(encoding["offset_mapping"], dtype="int64").reshape(len(spans), -1, 2)
+        expected = get_alignment_via_offset_mapping(spans, offsets)
+        starts, ids, bases, base = [], [], [], 0
+        first_token = {id(doc): sum(len(d) for d in docs[:i]) for i, doc in enumerate(docs)}
+        for span in spans:
+            begin = span[0].idx
+            starts.append(np.asarray([t.idx - begin + base for t in span]))
+            ids.append(np.arange(span.start, span.end) + first_token[id(span.doc)])
+            bases.append(base)
+            base += len(span.text) + 1
+        rows, lengths = align_wordpieces(
+            np.concatenate(starts), np.concatenate(ids), np.asarray(bases), offsets, sum(len(d) for d in docs)
+        )
+        assert lengths.tolist() == expected.lengths.tolist()
+        assert rows.tolist() == expected.dataXd.tolist()
+
+
+@pytest.fixture(scope="module")
+def wordpiece_tokenizers(tmp_path_factory):
+    """A BERT wordpiece and a byte-level BPE tokenizer (RoBERTa), tiny and local."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizers")
+    return [AutoTokenizer.from_pretrained(make_backbone(folder / arch, arch)) for arch in ("bert", "roberta")]
+
+
+def test_the_component_passes_its_docs_when_their_tokens_are_the_models(trained_pipeline):
+    """In a blank English pipeline the component's docs carry the model's
+    tokens and go to the fast path as they are; after a component that
+    merges tokens, or under another tokenizer, the texts are tokenized again;
+    the scores are the same either way."""
+    texts = [t for t in TEXTS if t.strip()]
+    plain = classifier(trained_pipeline, **SpeedOptions.as_trained(fast_path=True).to_dict())
+    component = plain.get_pipe("emotion_classifier")
+    seen = []
+    fast = component.predictor.fast_path
+    original = fast.predict
+    fast.predict = lambda texts, docs=None: seen.append(docs) or original(texts, docs)
+    reference = np.asarray([[doc.cats[k] for k in LABELS] for doc in plain.pipe(texts)])
+    assert seen and all(doc is not None for docs in seen for doc in docs)
+
+    merged = classifier(trained_pipeline, **SpeedOptions.as_trained(fast_path=True).to_dict())
+    merged.add_pipe("merge_first_two_tokens", first=True)
+    other = classifier(trained_pipeline, **SpeedOptions.as_trained(fast_path=True).to_dict())
+    other.tokenizer.add_special_case("feel", [{"ORTH": "fe"}, {"ORTH": "el"}])
+    for nlp in (merged, other):
+        assert not nlp.get_pipe("emotion_classifier")._docs_keep_model_tokens()
+        got = np.asarray([[doc.cats[k] for k in LABELS] for doc in nlp.pipe(texts)])
+        assert np.abs(got - reference).max() <= FLOAT32
+    assert component._docs_keep_model_tokens()
+    # a component made without its pipeline (here: unpickled) tokenizes the texts
+    make, args = classifier(trained_pipeline).get_pipe("emotion_classifier").__reduce__()
+    assert not make(*args)._docs_keep_model_tokens()
+
+
+@Language.component("merge_first_two_tokens")
+def merge_first_two_tokens(doc):
+    if len(doc) > 1:
+        with doc.retokenize() as retokenizer:
+            retokenizer.merge(doc[0:2])
+    return doc

@@ -6,33 +6,45 @@ into one ``TransformerData`` per doc, and the textcat's listener then aligns,
 pools and classifies doc by doc: small array operations per doc (on a GPU,
 small kernels and host-device copies per doc) that cost more than the
 transformer itself where that is fast. :class:`BatchedTextcat` runs the same
-models (the pipeline's tokenizer, its transformer model with its span getter,
+models (the pipeline's tokenizer, its transformer with its strided windows,
 wordpiece tokenizer and alignment, and the textcat's own pooling, reduction
-and softmax layers) once per batch:
+and softmax layers) once per batch, with little work per text in Python:
 
-1. ``nlp.make_doc`` on every text (spaCy's tokenizer: the tokens the model
-   was trained on), cut into batches as ``Transformer.pipe`` cuts them
-   (sorted by length, ``max_batch_items`` padded tokens each);
-2. the transformer model's ``predict`` on a batch: strided spans, wordpieces,
-   the alignment of every token to its wordpieces, the torch forward pass;
+1. the spaCy tokens of every text: those of the Doc the caller passes along
+   (the component's own docs, when its pipeline tokenizes as the model's
+   does), or else ``nlp.make_doc``; cut into batches as ``Transformer.pipe``
+   cuts them (sorted by length, ``max_batch_items`` padded tokens each);
+2. per batch: the windows of ``strided_spans`` worked out from the token
+   counts; one call of the fast wordpiece tokenizer on the windows' texts;
+   the alignment of wordpieces to tokens from the tokenizer's character
+   offsets, in numpy (:func:`align_wordpieces`: spacy-transformers'
+   ``get_alignment_via_offset_mapping``, vectorised); the torch forward pass;
 3. all the batch's token vectors pooled from their wordpieces in one call of
    the textcat's pooling layer, then the doc reductions and the softmax in
    one call each.
 
 A textcat of ``spacy_emotion.ClsHead.v1`` (the first wordpiece of each
 window, see :mod:`spacy_emotion.training.cls_head`) needs no token vectors:
-step 3 is then the first wordpiece's row of every window, averaged per doc,
-and the head's pooler and output layers, once per batch.
+step 2 then skips the alignment, and step 3 is the first wordpiece's row of
+every window, averaged per doc, and the head's pooler and output layers.
+
+A transformer whose tokenizer gives no character offsets (a slow Python
+tokenizer) or whose span getter is not ``strided_spans`` or ``doc_spans``
+runs step 2 through the transformer model's own ``predict``.
 
 The scores are the pipeline's own to float rounding (checked by the tests on
 every architecture). Only the pipelines it can run this exactly take it:
 see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
 """
 
-from typing import List, Optional, Tuple
+import functools
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
+from spacy.tokens import Doc
+from spacy_transformers.span_getters import get_doc_spans, get_strided_spans
 from spacy_transformers.util import batch_by_length
 from thinc.api import Model, get_current_ops, torch2xp
 from thinc.layers.chain import forward as _chain_forward
@@ -46,6 +58,77 @@ def _flatten(model: Model) -> List[Model]:
     if model._func is _chain_forward:
         return [layer for child in model.layers for layer in _flatten(child)]
     return [model]
+
+
+def _window_settings(get_spans) -> Optional[Tuple[int, int]]:
+    """(window, stride) of a `strided_spans` or `doc_spans` span getter (doc
+    spans: one window of any length), or None for another span getter."""
+    if get_spans is get_doc_spans:
+        return (0, 0)
+    if isinstance(get_spans, functools.partial) and get_spans.func is get_strided_spans and not get_spans.args:
+        window, stride = get_spans.keywords.get("window"), get_spans.keywords.get("stride")
+        if isinstance(window, int) and isinstance(stride, int) and window > 0 and stride > 0:
+            return (window, stride)
+    return None
+
+
+def windows(n_tokens: int, window: int, stride: int) -> List[Tuple[int, int]]:
+    """The (start, end) token windows of a doc of `n_tokens` tokens, as
+    spacy-transformers' `strided_spans` cuts it (`window` 0: the whole doc
+    in one window, as `doc_spans`).
+    RETURNS (List[Tuple[int, int]]): the windows, in order."""
+    if 0 < n_tokens <= window or window == 0:
+        return [(0, n_tokens)]
+    spans: List[Tuple[int, int]] = []
+    start = 0
+    for _ in range(n_tokens // stride):
+        spans.append((start, min(start + window, n_tokens)))
+        if start + window >= n_tokens:
+            break
+        start += stride
+    else:
+        if start < n_tokens:
+            spans.append((start, n_tokens))
+    return spans
+
+
+def align_wordpieces(
+    token_starts: np.ndarray, token_ids: np.ndarray, span_bases: np.ndarray, offsets: np.ndarray, n_tokens: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """spacy-transformers' `get_alignment_via_offset_mapping`, vectorised over a batch.
+
+    Every character of a window's text belongs to the last token that starts
+    at or before it (a token's range includes the one character after it, as
+    there); a wordpiece is aligned to the tokens of its characters. The
+    windows' characters are laid end to end, each window's one past its text's
+    end, so that one sorted array of token starts serves the whole batch.
+
+    token_starts (np.ndarray): every window's token starts, window after
+        window, in those laid-out characters (increasing).
+    token_ids (np.ndarray): the batch token (doc after doc) of each of those.
+    span_bases (np.ndarray): where each window's characters start.
+    offsets (np.ndarray): (windows, wordpieces, 2) character offsets of the
+        wordpieces in their window's text ((0, 0): special and padding).
+    n_tokens (int): the tokens of the batch.
+    RETURNS (Tuple[np.ndarray, np.ndarray]): the flat wordpiece rows
+        (window * wordpieces + position) of every token, token after token
+        in increasing order, and each token's number of rows.
+    """
+    n_windows, width = offsets.shape[:2]
+    starts = offsets[:, :, 0].astype("int64", copy=False)
+    ends = offsets[:, :, 1].astype("int64", copy=False)
+    real = np.flatnonzero((ends > starts).ravel())
+    base = np.repeat(span_bases, width)[real]
+    first = np.searchsorted(token_starts, base + starts.ravel()[real], side="right") - 1
+    last = np.searchsorted(token_starts, base + ends.ravel()[real] - 1, side="right") - 1
+    count = last - first + 1
+    if count.size and (count == 1).all():
+        tokens, rows = token_ids[first], real
+    else:
+        step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        tokens, rows = token_ids[np.repeat(first, count) + step], np.repeat(real, count)
+    order = np.argsort(tokens, kind="stable")
+    return rows[order].astype("int32"), np.bincount(tokens, minlength=n_tokens).astype("int32")
 
 
 class BatchedTextcat:
@@ -62,11 +145,18 @@ class BatchedTextcat:
             `first_wordpieces` layer).
         head (List[Model]): the textcat's layers after the pooling, in order.
         """
+        from transformers import PreTrainedTokenizerFast
+
         self.nlp = nlp
         self.transformer = nlp.get_pipe(transformer)
         self.pooling = pooling
         self.head = head
         self.labels = list(nlp.get_pipe(textcat).labels)
+        model = self.transformer.model
+        self.tokenizer = model.tokenizer
+        self.window_settings = _window_settings(model.attrs["get_spans"])
+        # without character offsets or with another span getter: the transformer model's own predict
+        self.own_batches = isinstance(self.tokenizer, PreTrainedTokenizerFast) and self.window_settings is not None
 
     @classmethod
     def from_pipeline(cls, nlp: Language) -> Tuple[Optional["BatchedTextcat"], str]:
@@ -104,30 +194,134 @@ class BatchedTextcat:
             return None, f"the textcat listens to {upstream!r}, not to {transformer!r}"
         return cls(nlp, transformer, textcat, pooling=pooling, head=head), ""
 
-    def predict(self, texts: List[str]) -> np.ndarray:
+    def tokenizes_like(self, tokenizer) -> bool:
+        """Whether `tokenizer` (another pipeline's) makes the tokens this
+        pipeline's tokenizer makes: a spaCy `Tokenizer` with the same settings
+        (prefixes, suffixes, infixes, exceptions, token and URL matches)."""
+        own = self.nlp.tokenizer
+        if type(tokenizer) is not type(own) or not hasattr(own, "to_bytes"):
+            return False
+        if tokenizer is own:
+            return True
+        try:
+            return tokenizer.to_bytes(exclude=["vocab"]) == own.to_bytes(exclude=["vocab"])
+        except (TypeError, ValueError, NotImplementedError):
+            return False
+
+    def predict(self, texts: List[str], docs: Optional[Sequence[Optional[Doc]]] = None) -> np.ndarray:
         """RETURNS (np.ndarray): (len(texts), n_labels) textcat scores, columns
         in the textcat's label order. Every text must have a token (no empty
-        or whitespace-only text)."""
-        docs = [self.nlp.make_doc(text) for text in texts]
+        or whitespace-only text).
+
+        docs (Optional[Sequence[Optional[Doc]]]): per text, a Doc of it whose
+            tokens are those this pipeline's tokenizer makes (see
+            `tokenizes_like`), or None: the text is tokenized here.
+        """
+        if docs is None:
+            docs = [None] * len(texts)
+        docs = [doc if doc is not None else self.nlp.make_doc(text) for text, doc in zip(texts, docs)]
         scores = np.zeros((len(docs), len(self.labels)), dtype="float32")
         for indices in batch_by_length(docs, self.transformer.cfg["max_batch_items"]):
             scores[indices] = self._predict_batch([docs[i] for i in indices])
         return scores
 
-    def _predict_batch(self, docs) -> np.ndarray:
+    def _predict_batch(self, docs: List[Doc]) -> np.ndarray:
         ops = get_current_ops()
-        output = self.transformer.model.predict(docs)
-        hidden = torch2xp(output.model_output.last_hidden_state)
+        if self.own_batches:
+            hidden, n_windows, align = self._run_transformer(docs)
+        else:
+            output = self.transformer.model.predict(docs)
+            hidden = torch2xp(output.model_output.last_hidden_state)
+            n_windows = [len(spans) for spans in output.spans]
+            align = None
+            if self.pooling is not None:
+                align = (ops.to_numpy(output.align.dataXd), ops.to_numpy(output.align.lengths))
         if self.pooling is None:
-            first = window_means(self.head[0], hidden[:, 0, :], [len(spans) for spans in output.spans])
+            first = window_means(self.head[0], hidden[:, 0, :], n_windows)
             return ops.to_numpy(self._run(self.head[1:], first))
         hidden = ops.reshape2f(hidden, -1, hidden.shape[-1])
         doc_lengths = [len(doc) for doc in docs]
-        index, lengths = self._token_rows(output.align, doc_lengths, hidden.shape[0])
+        index, lengths = self._token_rows(align, doc_lengths, hidden.shape[0])
         if index.size and index.max() == hidden.shape[0]:  # docs without wordpieces point at one zero row
             hidden = ops.xp.concatenate([hidden, ops.alloc2f(1, hidden.shape[1])])
         tokens = self.pooling.predict(Ragged(hidden[ops.asarray1i(index)], ops.asarray1i(lengths)))
         return ops.to_numpy(self._run(self.head, Ragged(tokens, ops.asarray1i(doc_lengths))))
+
+    def _run_transformer(self, docs: List[Doc]):
+        """What spacy-transformers' `TransformerModel.predict` computes for
+        the batch, without its per-token Python: the windows, one call of the
+        fast tokenizer, the alignment in numpy (token heads only), the forward
+        pass. RETURNS: the last hidden state (windows, wordpieces, width), the
+        number of windows of each doc, and the alignment (rows and lengths
+        per token; None for a first-wordpiece head)."""
+        import torch
+
+        window, stride = self.window_settings
+        need_align = self.pooling is not None
+        texts: List[str] = []
+        n_windows: List[int] = []
+        starts_parts, ids_parts, bases = [], [], []
+        base = token_offset = 0
+        for doc in docs:
+            n = len(doc)
+            spans = windows(n, window, stride)
+            n_windows.append(len(spans))
+            if need_align or len(spans) > 1:
+                chars = doc.to_array([IDX, LENGTH]).astype("int64")
+                token_start, token_end = chars[:, 0], chars[:, 0] + chars[:, 1]
+            text = doc.text
+            for start, end in spans:
+                if need_align or len(spans) > 1:
+                    begin, finish = int(token_start[start]), int(token_end[end - 1])
+                else:  # one window of the whole doc
+                    last = doc[n - 1]
+                    begin, finish = doc[0].idx, last.idx + len(last)
+                texts.append(text[begin:finish])
+                if need_align:
+                    starts_parts.append(token_start[start:end] - begin + base)
+                    ids_parts.append(np.arange(token_offset + start, token_offset + end))
+                    bases.append(base)
+                    base += finish - begin + 1
+            token_offset += n
+        encoding = self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_offsets_mapping=need_align,
+            return_tensors="np",
+            return_token_type_ids=None,  # the model's default
+            padding="longest",
+        )
+        input_ids = encoding["input_ids"]
+        width = min(input_ids.shape[1], self.tokenizer.model_max_length)  # spacy-transformers drops the rest
+        align = None
+        if need_align:
+            align = align_wordpieces(
+                np.concatenate(starts_parts),
+                np.concatenate(ids_parts),
+                np.asarray(bases, dtype="int64"),
+                encoding["offset_mapping"][:, :width],
+                token_offset,
+            )
+        module = self.transformer.model.transformer
+        if module.training:
+            module.eval()
+        device = next(module.parameters()).device
+        inputs = {
+            "input_ids": torch.from_numpy(np.ascontiguousarray(input_ids[:, :width])).to(device),
+            # float, as spacy-transformers passes it
+            "attention_mask": torch.from_numpy(
+                np.ascontiguousarray(encoding["attention_mask"][:, :width], dtype="float32")
+            ).to(device),
+        }
+        if "token_type_ids" in encoding:
+            inputs["token_type_ids"] = torch.from_numpy(np.ascontiguousarray(encoding["token_type_ids"][:, :width])).to(
+                device
+            )
+        shim = self.transformer.model.layers[0].shims[0]
+        with torch.no_grad(), torch.autocast(device_type="cuda", enabled=bool(shim._mixed_precision)):
+            output = module(**inputs)
+        return torch2xp(output.last_hidden_state), n_windows, align
 
     @staticmethod
     def _run(layers: List[Model], X):
@@ -137,17 +331,18 @@ class BatchedTextcat:
         return X
 
     @staticmethod
-    def _token_rows(align: Ragged, doc_lengths: List[int], zero_row: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The wordpiece rows of every token of the batch (`align`: a Ragged
-        over the tokens, doc by doc), as `Transformer.pipe` and the listener
-        would see them: a doc none of whose tokens has a wordpiece (e.g. a
-        text of zero-width spaces) gets one zero row per token, as
-        spacy-transformers' alignment of such a doc does; tokens without
-        wordpieces in other docs keep no rows, as there.
+    def _token_rows(
+        align: Tuple[np.ndarray, np.ndarray], doc_lengths: List[int], zero_row: int
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The wordpiece rows of every token of the batch (`align`: row
+        indices and lengths per token, doc by doc), as `Transformer.pipe` and
+        the listener would see them: a doc none of whose tokens has a
+        wordpiece (e.g. a text of zero-width spaces) gets one zero row per
+        token, as spacy-transformers' alignment of such a doc does; tokens
+        without wordpieces in other docs keep no rows, as there.
         RETURNS (Tuple[np.ndarray, np.ndarray]): row indices and lengths per token."""
-        ops = get_current_ops()  # spacy-transformers keeps the alignment in numpy; to_numpy takes either
-        index = np.asarray(ops.to_numpy(align.dataXd), dtype="int32")
-        lengths = np.array(ops.to_numpy(align.lengths), dtype="int32")
+        index = np.asarray(align[0], dtype="int32")
+        lengths = np.array(align[1], dtype="int32")
         doc_lengths = np.asarray(doc_lengths, dtype="int32")
         if lengths.shape[0] != doc_lengths.sum():
             raise ValueError(f"The transformer aligned {lengths.shape[0]} tokens for a batch of {doc_lengths.sum()}.")

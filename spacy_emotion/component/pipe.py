@@ -20,8 +20,9 @@ saved. What each does and costs: docs/speed.md. Every setting and the
 behaviour on edge cases: docs/component.md.
 """
 
+import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import srsly
@@ -55,6 +56,36 @@ fast_path = true
 allow_pickle_weights = false
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
+
+TOKEN_KEEPING_FACTORIES = frozenset(
+    {
+        "attribute_ruler",
+        "doc_cleaner",
+        "emotion_classifier",
+        "entity_linker",
+        "entity_ruler",
+        "lemmatizer",
+        "morphologizer",
+        "ner",
+        "parser",
+        "senter",
+        "sentencizer",
+        "span_finder",
+        "span_ruler",
+        "spancat",
+        "spancat_singlelabel",
+        "tagger",
+        "textcat",
+        "textcat_multilabel",
+        "tok2vec",
+        "trainable_lemmatizer",
+        "transformer",
+    }
+)
+"""spaCy's and spacy-transformers' components that never change a doc's
+tokens. When only these run before `emotion_classifier` and its pipeline
+tokenizes as the model's pipeline does, the model takes the docs' tokens
+instead of tokenizing their texts again."""
 
 
 def install_extensions() -> None:
@@ -132,7 +163,7 @@ def make_emotion_classifier(
         are only a pickle (it can run code when read; off: safetensors only).
     RETURNS (EmotionClassifier): the component.
     """
-    return EmotionClassifier(
+    component = EmotionClassifier(
         nlp.vocab,
         name,
         model=model,
@@ -150,6 +181,8 @@ def make_emotion_classifier(
         fast_path=fast_path,
         allow_pickle_weights=allow_pickle_weights,
     )
+    component._nlp_ref = weakref.ref(nlp)
+    return component
 
 
 class EmotionClassifier(Pipe):
@@ -225,6 +258,9 @@ class EmotionClassifier(Pipe):
         self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None
         self._tmp: list = []  # temp dirs that must live as long as the predictor
+        # the pipeline the factory added it to (weakly), and whether its docs' tokens can go to the model
+        self._nlp_ref: Optional[Callable[[], Optional[Language]]] = None
+        self._tokens_checked: Dict[Tuple, bool] = {}
         install_extensions()
 
     # ---- properties ---------------------------------------------------
@@ -299,7 +335,14 @@ class EmotionClassifier(Pipe):
                     sents.append((sent.start, sent.end))
                     texts.append(sent.text)
             spans.append(sents)
-        probs = self.predictor.predict(texts) if texts else np.zeros((0, len(LABELS)))
+        given: Optional[List[Optional[Doc]]] = None
+        if self._docs_keep_model_tokens():
+            given = [None] * len(texts)
+            row = 0
+            for doc, sents in zip(docs, spans):
+                given[row] = doc
+                row += 1 + len(sents)
+        probs = self.predictor.predict(texts, given) if texts else np.zeros((0, len(LABELS)))
         results, row = [], 0
         for sents in spans:
             doc_probs = probs[row]
@@ -307,6 +350,27 @@ class EmotionClassifier(Pipe):
             row += 1 + len(sents)
             results.append({"doc": doc_probs, "sents": sent_probs})
         return results
+
+    def _docs_keep_model_tokens(self) -> bool:
+        """Whether the docs this component gets carry the tokens the model's
+        own pipeline would make of their texts: its pipeline's tokenizer
+        tokenizes as the model's (`tokenizes_like`), and only components of
+        TOKEN_KEEPING_FACTORIES run before it. Worked out once per pipeline
+        layout. Sentences are always tokenized again (a sentence's text alone
+        may split differently at its edges)."""
+        nlp = self._nlp_ref() if self._nlp_ref is not None else None
+        if nlp is None:
+            return False
+        key = (id(nlp.tokenizer), tuple(nlp.pipe_names))
+        if key not in self._tokens_checked:
+            components = [component for _, component in nlp.pipeline]
+            position = next((i for i, component in enumerate(components) if component is self), None)
+            self._tokens_checked[key] = (
+                position is not None
+                and all(nlp.get_pipe_meta(n).factory in TOKEN_KEEPING_FACTORIES for n in nlp.pipe_names[:position])
+                and self.predictor.tokenizes_like(nlp.tokenizer)
+            )
+        return self._tokens_checked[key]
 
     def _top(self, probs: np.ndarray, text: str):
         if not text.strip():

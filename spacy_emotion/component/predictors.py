@@ -38,7 +38,7 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import spacy
@@ -51,6 +51,7 @@ from .speed import BF16_FORMATS, SpeedOptions, TorchRuntime, length_batches
 
 if TYPE_CHECKING:
     import torch
+    from spacy.tokens import Doc
 
 HF_STRIDE = 128
 """Wordpieces shared by consecutive windows of a long text (HF backend)."""
@@ -206,8 +207,19 @@ class SpacyPredictor:
         """RETURNS (SpeedOptions): the speed options this model runs with."""
         return self.runtime.options
 
-    def predict(self, texts: List[str]) -> np.ndarray:
-        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
+    def tokenizes_like(self, tokenizer) -> bool:
+        """Whether docs made by `tokenizer` (another pipeline's) can be passed
+        to `predict` as they are: the fast path runs, and the model's pipeline
+        tokenizes as `tokenizer` does."""
+        return self.fast_path is not None and self.fast_path.tokenizes_like(tokenizer)
+
+    def predict(self, texts: List[str], docs: Optional[Sequence[Optional["Doc"]]] = None) -> np.ndarray:
+        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order.
+
+        docs (Optional[Sequence[Optional[Doc]]]): per text, a Doc of it made by
+            a tokenizer for which `tokenizes_like` holds (the fast path then
+            takes its tokens instead of tokenizing the text again), or None.
+        """
         probs = uniform(len(texts))
         keep = _non_empty(texts)
         if not keep:
@@ -217,7 +229,8 @@ class SpacyPredictor:
             self.nlp.max_length = longest + 1
         with self.runtime.running():
             if self.fast_path is not None:
-                rows = self.fast_path.predict([texts[i] for i in keep])[:, self._columns]
+                kept_docs = None if docs is None else [docs[i] for i in keep]
+                rows = self.fast_path.predict([texts[i] for i in keep], kept_docs)[:, self._columns]
             else:
                 docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
                 rows = np.asarray([[doc.cats[key] for key in self._cats_keys] for doc in docs], dtype="float32")
@@ -277,8 +290,15 @@ class HFPredictor:
             return length_batches([len(w) for w in windows], int(self.options.batch_tokens))
         return [list(range(i, min(i + self.batch_size, len(windows)))) for i in range(0, len(windows), self.batch_size)]
 
-    def predict(self, texts: List[str]) -> np.ndarray:
-        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order."""
+    def tokenizes_like(self, tokenizer) -> bool:
+        """False: a checkpoint tokenizes texts itself (see `SpacyPredictor.tokenizes_like`)."""
+        return False
+
+    def predict(self, texts: List[str], docs: Optional[Sequence[Optional["Doc"]]] = None) -> np.ndarray:
+        """RETURNS (np.ndarray): (len(texts), 6) probabilities in LABELS order.
+
+        docs: ignored (the checkpoint's tokenizer reads the texts).
+        """
         import torch
 
         probs = uniform(len(texts))
