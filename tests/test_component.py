@@ -130,7 +130,9 @@ def test_pipe_runs_the_model_per_batch(nlp, monkeypatch):
     component = nlp.get_pipe("emotion_classifier")
     calls = []
     original = component.predictor.predict
-    monkeypatch.setattr(component.predictor, "predict", lambda texts: calls.append(len(texts)) or original(texts))
+    monkeypatch.setattr(
+        component.predictor, "predict", lambda texts, *args: calls.append(len(texts)) or original(texts, *args)
+    )
     list(nlp.pipe(TEXTS[:10], batch_size=4))
     assert calls == [4, 4, 2]
 

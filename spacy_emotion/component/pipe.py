@@ -382,11 +382,21 @@ class EmotionClassifier(Pipe):
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Dict[str, Any]]) -> None:
         """Write doc.cats, doc._.emotion(_score) and the sentence extensions."""
-        prefix = self.cfg["cats_prefix"]
-        for doc, result in zip(docs, scores):
-            cats = {label: float(p) for label, p in zip(LABELS, result["doc"])}
-            doc.cats.update({prefix + label: p for label, p in cats.items()})
-            doc._.emotion, doc._.emotion_score = self._top(result["doc"], doc.text)
+        docs = list(docs)
+        if not docs:
+            return
+        keys = [self.cfg["cats_prefix"] + label for label in LABELS]
+        threshold = self.cfg["threshold"]
+        probs = np.asarray([result["doc"] for result in scores[: len(docs)]])
+        rows, best = probs.tolist(), probs.argmax(axis=1).tolist()  # Python floats for the batch at once
+        for doc, result, row, top in zip(docs, scores, rows, best):
+            doc.cats.update(zip(keys, row))
+            # a blank text (no token but whitespace) has no emotion: the test of _top, without building doc.text
+            blank = all(token.is_space for token in doc)
+            if blank or row[top] < threshold:
+                doc._.emotion, doc._.emotion_score = None, None
+            else:
+                doc._.emotion, doc._.emotion_score = LABELS[top], row[top]
             for start, end, probs in result["sents"]:
                 span = doc[start:end]
                 span._.emotion, span._.emotion_score = self._top(probs, span.text)

@@ -323,10 +323,14 @@ class RowReader:
         def skip_first_line(reason: str) -> Row:
             """An error row for the record's first line; `offset`/`line` move to just after it."""
             self.offset, self.line = taken[0][0], start
-            try:
-                first = next(csv.reader([taken[0][1]]), [])
-            except csv.Error:
-                first = []
+            first: List[str] = []
+            # the id as far as the line can be read; a stray carriage return left out for that only
+            for line in (taken[0][1], taken[0][1].replace("\r", "")):
+                try:
+                    first = next(csv.reader([line]), [])
+                    break
+                except csv.Error:
+                    continue
             row_id = first[id_col] if id_col is not None and id_col < len(first) else None
             return Row(line=start, id=row_id, error=reason)
 
