@@ -36,3 +36,14 @@ def test_hf_baseline_command_rejects_bad_settings(toy_folder, tmp_path):
     assert result.exit_code == 1
     assert "epochs must be > 0" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_hf_baseline_command_reports_progress(tiny_bert, toy_folder, tmp_path):
+    args = ["hf-baseline", str(tmp_path / "out"), "--data", str(toy_folder), "--backbone", str(tiny_bert)]
+    result = CliRunner().invoke(app, [*args, "--epochs", "2", "--batch-size", "4", "--no-save-model"])
+    assert result.exit_code == 0, result.output
+    # 2 epochs of 120 toy texts in batches of 4: 60 steps, a line every 25 and one at the end
+    lines = [line for line in result.output.splitlines() if line.lstrip().startswith("step ")]
+    assert [line.split(":")[0].strip() for line in lines] == ["step 25/60", "step 50/60", "step 60/60"]
+    assert "mean loss" in lines[0]
+    assert not (tmp_path / "out" / "model").exists()

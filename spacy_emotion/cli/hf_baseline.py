@@ -1,7 +1,7 @@
 """`spacy-emotion hf-baseline`: a plain Hugging Face fine-tune of the backbone, scored as `evaluate` scores."""
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from wasabi import msg
@@ -9,6 +9,9 @@ from wasabi import msg
 from ..training.dataset import DataError
 from ..training.hf_finetune import FinetuneSettings, finetune
 from .app import app, require_extra
+
+PROGRESS_EVERY = 25
+"""Training steps between two progress lines."""
 
 
 @app.command("hf-baseline")
@@ -48,8 +51,19 @@ def hf_baseline_cli(
         limit=limit,
     )
     device = f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu"
+    losses: List[float] = []
+
+    def progress(step: int, steps: int, loss: float, seconds: float) -> None:
+        losses.append(loss)
+        if step % PROGRESS_EVERY == 0 or step == steps:
+            mean = sum(losses) / len(losses)
+            msg.text(f"step {step}/{steps}: mean loss {mean:.4f}, {seconds / step:.2f} s/step, {seconds / 60:.1f} min")
+            losses.clear()
+
     try:
-        metrics = finetune(data, output, settings, fallback=fallback, device=device, save_model=save_model)
+        metrics = finetune(
+            data, output, settings, fallback=fallback, device=device, save_model=save_model, progress=progress
+        )
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as err:
         msg.fail("Could not fine-tune the baseline", str(err), exits=1)
     for name, scores in metrics.items():

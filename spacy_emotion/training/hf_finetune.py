@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -101,6 +101,7 @@ def finetune(
     fallback: Optional[Path] = None,
     device: str = "cpu",
     save_model: bool = True,
+    progress: Optional[Callable[[int, int, float, float], None]] = None,
 ) -> Dict[str, Dict[str, Any]]:
     """Fine-tune the backbone as a sequence classifier and score it.
 
@@ -112,6 +113,9 @@ def finetune(
     device (str): the torch device.
     save_model (bool): save the fine-tuned checkpoint (loadable by the
         emotion_classifier component) in output/model.
+    progress (Optional[Callable]): called after every update with the step,
+        the number of steps, the batch's loss and the seconds since training
+        started.
     RETURNS (Dict[str, Dict[str, Any]]): the metrics of "dev" and "test".
     """
     import torch
@@ -146,6 +150,7 @@ def finetune(
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * steps), steps)
     rng = random.Random(settings.seed)
     started = time.perf_counter()
+    step = 0
     for _ in range(settings.epochs):
         model.train()
         order = list(train)
@@ -160,6 +165,9 @@ def finetune(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
+            step += 1
+            if progress is not None:
+                progress(step, steps, float(loss.detach()), time.perf_counter() - started)
     train_seconds = time.perf_counter() - started
     output.mkdir(parents=True, exist_ok=True)
     metrics = {}
