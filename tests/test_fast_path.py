@@ -16,7 +16,13 @@ from spacy_transformers.span_getters import get_doc_spans, get_strided_spans
 from thinc.types import Ragged
 from tiny import ARCHITECTURES, make_backbone, toy_examples
 
-from spacy_emotion.component.fast_path import BatchedTextcat, align_wordpieces, windows
+from spacy_emotion.component.fast_path import (
+    BatchedTextcat,
+    WordpieceEncoder,
+    align_wordpieces,
+    forward_batch_items,
+    windows,
+)
 from spacy_emotion.component.predictors import from_directory
 from spacy_emotion.component.speed import SpeedOptions
 from spacy_emotion.labels import LABELS
@@ -189,12 +195,62 @@ def test_alignment_is_that_of_spacy_transformers(texts, seps, wordpiece_tokenize
 
 
 @pytest.fixture(scope="module")
-def wordpiece_tokenizers(tmp_path_factory):
+def wordpiece_tokenizers(all_tokenizers):
     """A BERT wordpiece and a byte-level BPE tokenizer (RoBERTa), tiny and local."""
+    return [all_tokenizers["bert"], all_tokenizers["roberta"]]
+
+
+@pytest.fixture(scope="module")
+def all_tokenizers(tmp_path_factory):
+    """The tokenizer of every tiny architecture, by name."""
     from transformers import AutoTokenizer
 
     folder = tmp_path_factory.mktemp("tokenizers")
-    return [AutoTokenizer.from_pretrained(make_backbone(folder / arch, arch)) for arch in ("bert", "roberta")]
+    return {arch: AutoTokenizer.from_pretrained(make_backbone(folder / arch, arch)) for arch in ARCHITECTURES}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    texts=st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=40), min_size=1, max_size=5),
+    offsets=st.booleans(),
+    multiple=st.sampled_from([None, 16]),
+)
+def test_the_wordpiece_encoder_returns_what_the_tokenizer_does(texts, offsets, multiple, all_tokenizers):
+    """`WordpieceEncoder` (the Rust tokenizer's encode_batch) gives the arrays
+    of the transformers call it replaces, on any text, with and without
+    offsets and padding to a multiple, for every architecture; a transformers
+    call afterwards is unchanged."""
+    from spacy_emotion.component.predictors import pad_to_multiple, unpad
+
+    for arch, tokenizer in all_tokenizers.items():
+        if multiple:
+            pad_to_multiple(tokenizer, multiple)
+        try:
+            truncated = dict(padding=True, truncation=True, max_length=32, return_tensors="np")
+            before = {key: value.tolist() for key, value in tokenizer(texts, **truncated).items()}
+            kwargs = dict(add_special_tokens=True, return_attention_mask=True, return_tensors="np")
+            kwargs.update(return_offsets_mapping=offsets, return_token_type_ids=None, padding="longest")
+            expected = dict(tokenizer(texts, **kwargs))
+            got = WordpieceEncoder(tokenizer)(texts, offsets=offsets)
+            assert sorted(got) == sorted(expected), arch
+            for key, value in expected.items():
+                assert got[key].dtype == np.int64 and got[key].tolist() == value.tolist(), (arch, key)
+            after = {key: value.tolist() for key, value in tokenizer(texts, **truncated).items()}
+            assert after == before, arch
+        finally:
+            unpad(tokenizer)
+
+
+def test_a_cheap_model_gets_larger_forward_batches(all_tokenizers, tmp_path):
+    """`forward_batch_items`: a 1-layer, 32-wide model's batches grow past
+    the configured budget; a 6-layer, 384-wide one (MiniLM's shape) keeps it."""
+    from transformers import BertConfig, BertModel
+
+    tiny = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    assert forward_batch_items(tiny, 512) > 10 * 512
+    shape = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, vocab_size=100)
+    assert forward_batch_items(BertModel(BertConfig(**shape)), 512) == 512
+    assert 40 < forward_batch_items(BertModel(BertConfig(**shape)), 40) < 60  # 1 GFLOP / (2 x some 10.7M weights)
 
 
 def test_the_component_passes_its_docs_when_their_tokens_are_the_models(trained_pipeline):

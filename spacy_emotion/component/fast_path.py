@@ -13,9 +13,11 @@ and softmax layers) once per batch, with little work per text in Python:
 1. the spaCy tokens of every text: those of the Doc the caller passes along
    (the component's own docs, when its pipeline tokenizes as the model's
    does), or else ``nlp.make_doc``; cut into batches as ``Transformer.pipe``
-   cuts them (sorted by length, ``max_batch_items`` padded tokens each);
+   cuts them (sorted by length, ``max_batch_items`` padded tokens each; more
+   for a model too cheap for such a batch: :func:`forward_batch_items`);
 2. per batch: the windows of ``strided_spans`` worked out from the token
-   counts; one call of the fast wordpiece tokenizer on the windows' texts;
+   counts; one call of the fast wordpiece tokenizer's Rust ``encode_batch``
+   on the windows' texts (:class:`WordpieceEncoder`);
    the alignment of wordpieces to tokens from the tokenizer's character
    offsets, in numpy (:func:`align_wordpieces`: spacy-transformers'
    ``get_alignment_via_offset_mapping``, vectorised); the torch forward pass;
@@ -38,7 +40,7 @@ see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
 """
 
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.attrs import IDX, LENGTH
@@ -131,6 +133,104 @@ def align_wordpieces(
     return rows[order].astype("int32"), np.bincount(tokens, minlength=n_tokens).astype("int32")
 
 
+class WordpieceEncoder:
+    """A fast tokenizer's ``tokenizer(texts, padding="longest",
+    return_tensors="np", return_attention_mask=True[, return_offsets_mapping=True])``,
+    from its Rust tokenizer's ``encode_batch``, without the Python work per
+    text of transformers' ``BatchEncoding`` (a third or more of the call's
+    time on short texts). The same arrays (tested on every architecture);
+    a tokenizer without a padding token is called as it is, and raises as
+    transformers does."""
+
+    def __init__(self, tokenizer) -> None:
+        """tokenizer (PreTrainedTokenizerFast): the transformer's tokenizer."""
+        self.tokenizer = tokenizer
+        # token_type_ids where the model takes them (transformers' return_token_type_ids=None)
+        self.type_ids = "token_type_ids" in tokenizer.model_input_names
+
+    def _backend(self):
+        """The Rust tokenizer, set to pad to the longest text (or a multiple:
+        see `predictors.pad_to_multiple`) and not to truncate, as transformers
+        sets it before each call; None without a padding token."""
+        tokenizer = self.tokenizer
+        if tokenizer.pad_token is None:
+            return None
+        backend = tokenizer.backend_tokenizer
+        padding = {
+            "length": None,
+            "pad_to_multiple_of": getattr(type(tokenizer), "_pad_multiple", None),
+            "pad_id": tokenizer.pad_token_id,
+            "pad_token": tokenizer.pad_token,
+            "pad_type_id": tokenizer.pad_token_type_id,
+            "direction": tokenizer.padding_side,
+        }
+        if backend.padding != padding:
+            backend.enable_padding(**padding)
+        if backend.truncation is not None:
+            backend.no_truncation()
+        if backend.encode_special_tokens:
+            backend.encode_special_tokens = False
+        return backend
+
+    def __call__(self, texts: List[str], offsets: bool = False) -> Dict[str, np.ndarray]:
+        """RETURNS (Dict[str, np.ndarray]): "input_ids", "attention_mask",
+        "token_type_ids" (where the model takes them) and with `offsets`
+        "offset_mapping", as int64 arrays (texts, wordpieces[, 2])."""
+        backend = self._backend()
+        if backend is None:
+            return dict(
+                self.tokenizer(
+                    texts,
+                    add_special_tokens=True,
+                    return_attention_mask=True,
+                    return_offsets_mapping=offsets,
+                    return_tensors="np",
+                    return_token_type_ids=None,
+                    padding="longest",
+                )
+            )
+        encodings = backend.encode_batch(texts, add_special_tokens=True)
+        result = {
+            "input_ids": np.array([e.ids for e in encodings], dtype="int64"),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype="int64"),
+        }
+        if self.type_ids:
+            result["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype="int64")
+        if offsets:
+            result["offset_mapping"] = np.array([e.offsets for e in encodings], dtype="int64").reshape(
+                len(encodings), -1, 2
+            )
+        return result
+
+
+FORWARD_FLOPS = {"cpu": 1e9, "cuda": 1e11}
+"""The least work (floating-point operations) worth one forward pass, by
+device: the pass's fixed cost (Python, kernel launches, one call of the
+tokenizer) is then small beside its arithmetic."""
+
+
+def forward_batch_items(module, configured: int) -> int:
+    """The padded spaCy tokens of one forward batch of the fast path: the
+    transformer's `max_batch_items` (`configured`), raised for a model so
+    cheap that a batch of that size would cost less than `FORWARD_FLOPS`
+    (about two operations per weight per wordpiece, embeddings aside: a
+    lookup). MiniLM (6 layers, 384 wide: some 21 MFLOP per wordpiece) keeps
+    512 on a CPU and gets 4,762 on a GPU, as spaCy advises for GPUs; a 1-layer,
+    32-wide model runs a component batch in one pass. Batches are still
+    sorted by length, so the padding stays small.
+
+    module (torch.nn.Module): the transformer.
+    RETURNS (int): the batch budget in padded spaCy tokens.
+    """
+    weights = sum(p.numel() for name, p in module.named_parameters() if "embeddings." not in name)
+    try:
+        device = next(module.parameters()).device.type
+    except StopIteration:
+        return configured
+    per_token = max(2 * weights, 1)
+    return max(int(configured), int(np.ceil(FORWARD_FLOPS.get(device, FORWARD_FLOPS["cpu"]) / per_token)))
+
+
 class BatchedTextcat:
     """A pipeline's transformer and textcat run batch by batch (see the module)."""
 
@@ -157,6 +257,8 @@ class BatchedTextcat:
         self.window_settings = _window_settings(model.attrs["get_spans"])
         # without character offsets or with another span getter: the transformer model's own predict
         self.own_batches = isinstance(self.tokenizer, PreTrainedTokenizerFast) and self.window_settings is not None
+        self.encoder = WordpieceEncoder(self.tokenizer) if self.own_batches else None
+        self.fixed_batches = False  # True: batches of exactly the transformer's max_batch_items
 
     @classmethod
     def from_pipeline(cls, nlp: Language) -> Tuple[Optional["BatchedTextcat"], str]:
@@ -221,14 +323,17 @@ class BatchedTextcat:
             docs = [None] * len(texts)
         docs = [doc if doc is not None else self.nlp.make_doc(text) for text, doc in zip(texts, docs)]
         scores = np.zeros((len(docs), len(self.labels)), dtype="float32")
-        for indices in batch_by_length(docs, self.transformer.cfg["max_batch_items"]):
-            scores[indices] = self._predict_batch([docs[i] for i in indices])
+        budget = self.transformer.cfg["max_batch_items"]
+        if not self.fixed_batches:
+            budget = forward_batch_items(self.transformer.model.transformer, budget)
+        for indices in batch_by_length(docs, budget):
+            scores[indices] = self._predict_batch([docs[i] for i in indices], [texts[i] for i in indices])
         return scores
 
-    def _predict_batch(self, docs: List[Doc]) -> np.ndarray:
+    def _predict_batch(self, docs: List[Doc], texts: List[str]) -> np.ndarray:
         ops = get_current_ops()
         if self.own_batches:
-            hidden, n_windows, align = self._run_transformer(docs)
+            hidden, n_windows, align = self._run_transformer(docs, texts)
         else:
             output = self.transformer.model.predict(docs)
             hidden = torch2xp(output.model_output.last_hidden_state)
@@ -247,7 +352,7 @@ class BatchedTextcat:
         tokens = self.pooling.predict(Ragged(hidden[ops.asarray1i(index)], ops.asarray1i(lengths)))
         return ops.to_numpy(self._run(self.head, Ragged(tokens, ops.asarray1i(doc_lengths))))
 
-    def _run_transformer(self, docs: List[Doc]):
+    def _run_transformer(self, docs: List[Doc], doc_texts: List[str]):
         """What spacy-transformers' `TransformerModel.predict` computes for
         the batch, without its per-token Python: the windows, one call of the
         fast tokenizer, the alignment in numpy (token heads only), the forward
@@ -262,14 +367,13 @@ class BatchedTextcat:
         n_windows: List[int] = []
         starts_parts, ids_parts, bases = [], [], []
         base = token_offset = 0
-        for doc in docs:
+        for doc, text in zip(docs, doc_texts):
             n = len(doc)
             spans = windows(n, window, stride)
             n_windows.append(len(spans))
             if need_align or len(spans) > 1:
                 chars = doc.to_array([IDX, LENGTH]).astype("int64")
                 token_start, token_end = chars[:, 0], chars[:, 0] + chars[:, 1]
-            text = doc.text
             for start, end in spans:
                 if need_align or len(spans) > 1:
                     begin, finish = int(token_start[start]), int(token_end[end - 1])
@@ -283,15 +387,7 @@ class BatchedTextcat:
                     bases.append(base)
                     base += finish - begin + 1
             token_offset += n
-        encoding = self.tokenizer(
-            texts,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_offsets_mapping=need_align,
-            return_tensors="np",
-            return_token_type_ids=None,  # the model's default
-            padding="longest",
-        )
+        encoding = self.encoder(texts, offsets=need_align)
         input_ids = encoding["input_ids"]
         width = min(input_ids.shape[1], self.tokenizer.model_max_length)  # spacy-transformers drops the rest
         align = None

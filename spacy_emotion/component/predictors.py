@@ -147,6 +147,9 @@ class SpacyPredictor:
         self.fast_path_reason = "off (fast_path=false)"
         if self.options.fast_path:
             self.fast_path, self.fast_path_reason = BatchedTextcat.from_pipeline(nlp)
+        if self.fast_path is not None:
+            # sort_by_length's batch_tokens is the user's budget; otherwise a cheap model gets larger batches
+            self.fast_path.fixed_batches = self.options.sort_by_length
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
