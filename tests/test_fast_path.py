@@ -20,7 +20,6 @@ from spacy_emotion.component.fast_path import (
     BatchedTextcat,
     WordpieceEncoder,
     align_wordpieces,
-    forward_batch_items,
     windows,
 )
 from spacy_emotion.component.predictors import from_directory
@@ -239,18 +238,6 @@ def test_the_wordpiece_encoder_returns_what_the_tokenizer_does(texts, offsets, m
             assert after == before, arch
         finally:
             unpad(tokenizer)
-
-
-def test_a_cheap_model_gets_larger_forward_batches(all_tokenizers, tmp_path):
-    """`forward_batch_items`: a 1-layer, 32-wide model's batches grow past
-    the configured budget; a 6-layer, 384-wide one (MiniLM's shape) keeps it."""
-    from transformers import BertConfig, BertModel
-
-    tiny = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
-    assert forward_batch_items(tiny, 512) > 10 * 512
-    shape = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, vocab_size=100)
-    assert forward_batch_items(BertModel(BertConfig(**shape)), 512) == 512
-    assert 40 < forward_batch_items(BertModel(BertConfig(**shape)), 40) < 60  # 1 GFLOP / (2 x some 10.7M weights)
 
 
 def test_the_component_passes_its_docs_when_their_tokens_are_the_models(trained_pipeline):

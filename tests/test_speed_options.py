@@ -29,6 +29,7 @@ from spacy_emotion.component.speed import (
     SpeedOptions,
     TorchRuntime,
     amx_cpu,
+    batch_budget,
     length_batches,
     native_bf16_cpu,
 )
@@ -356,6 +357,8 @@ def test_quantized_pipeline_saves_float_weights(learned_pipeline, tmp_path, quan
         {"quantize": "bf16-full", "autocast": "bf16"},
         {"torch_threads": -1},
         {"batch_tokens": 0},
+        {"batch_tokens": "many"},
+        {"batch_tokens": 1.5},
     ],
 )
 def test_bad_settings_are_clear_errors(bad):
@@ -383,7 +386,10 @@ def test_length_buckets_pad_only_bf16_batches(learned_pipeline, quantize):
     tokenizer = predictor.nlp.get_pipe("transformer").model.tokenizer
     assert getattr(type(tokenizer), "_pad_multiple", None) is None
     assert len(tokenizer(["i"], padding="longest")["input_ids"][0]) == 3  # [CLS] i [SEP]
-    assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == DEFAULT_CONFIG["batch_tokens"]
+    float_model = classifier(learned_pipeline, **AS_TRAINED).get_pipe("emotion_classifier").predictor.torch_module()
+    budget = SpeedOptions().batch_budget(float_model)  # the default, "auto", from the float weights
+    assert DEFAULT_CONFIG["batch_tokens"] == "auto" and budget > 512  # a tiny model: larger buckets
+    assert predictor.nlp.get_pipe("transformer").cfg["max_batch_items"] == budget
 
 
 @pytest.mark.parametrize("quantize", ["bf16", "bf16-full"])
@@ -413,3 +419,21 @@ def test_length_buckets_pad_wordpieces_to_a_multiple(learned_pipeline, tmp_path,
     inner = plain.get_pipe("emotion_classifier").predictor.nlp.get_pipe("transformer").model.tokenizer
     assert getattr(type(inner), "_pad_multiple", None) is None
     assert len(inner(["i"], padding="longest")["input_ids"][0]) == 3  # [CLS] i [SEP]
+
+
+def test_auto_batch_tokens_grow_only_for_cheap_models():
+    """batch_tokens "auto" (`batch_budget`): 512 padded tokens, raised for a
+    model whose bucket of 512 would cost under 1 GFLOP on a CPU; a number is
+    kept as given."""
+    from transformers import BertConfig, BertModel
+
+    tiny = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    minilm_shape = BertModel(
+        BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, vocab_size=99)
+    )
+    assert SpeedOptions().batch_budget(tiny) > 10 * 512
+    assert SpeedOptions().batch_budget(minilm_shape) == 512
+    assert 40 < batch_budget(minilm_shape, 40) < 60  # 1 GFLOP / (2 x some 10.7M weights)
+    assert SpeedOptions(batch_tokens=24).batch_budget(tiny) == 24
+    assert SpeedOptions(batch_tokens="24").batch_tokens == 24  # a number from a config string
+    assert SpeedOptions().batch_budget(None) == 512

@@ -13,8 +13,8 @@ and softmax layers) once per batch, with little work per text in Python:
 1. the spaCy tokens of every text: those of the Doc the caller passes along
    (the component's own docs, when its pipeline tokenizes as the model's
    does), or else ``nlp.make_doc``; cut into batches as ``Transformer.pipe``
-   cuts them (sorted by length, ``max_batch_items`` padded tokens each; more
-   for a model too cheap for such a batch: :func:`forward_batch_items`);
+   cuts them (sorted by length, ``max_batch_items`` padded tokens each: with
+   the component's defaults, ``speed.batch_budget``);
 2. per batch: the windows of ``strided_spans`` worked out from the token
    counts; one call of the fast wordpiece tokenizer's Rust ``encode_batch``
    on the windows' texts (:class:`WordpieceEncoder`);
@@ -203,34 +203,6 @@ class WordpieceEncoder:
         return result
 
 
-FORWARD_FLOPS = {"cpu": 1e9, "cuda": 1e11}
-"""The least work (floating-point operations) worth one forward pass, by
-device: the pass's fixed cost (Python, kernel launches, one call of the
-tokenizer) is then small beside its arithmetic."""
-
-
-def forward_batch_items(module, configured: int) -> int:
-    """The padded spaCy tokens of one forward batch of the fast path: the
-    transformer's `max_batch_items` (`configured`), raised for a model so
-    cheap that a batch of that size would cost less than `FORWARD_FLOPS`
-    (about two operations per weight per wordpiece, embeddings aside: a
-    lookup). MiniLM (6 layers, 384 wide: some 21 MFLOP per wordpiece) keeps
-    512 on a CPU and gets 4,762 on a GPU, as spaCy advises for GPUs; a 1-layer,
-    32-wide model runs a component batch in one pass. Batches are still
-    sorted by length, so the padding stays small.
-
-    module (torch.nn.Module): the transformer.
-    RETURNS (int): the batch budget in padded spaCy tokens.
-    """
-    weights = sum(p.numel() for name, p in module.named_parameters() if "embeddings." not in name)
-    try:
-        device = next(module.parameters()).device.type
-    except StopIteration:
-        return configured
-    per_token = max(2 * weights, 1)
-    return max(int(configured), int(np.ceil(FORWARD_FLOPS.get(device, FORWARD_FLOPS["cpu"]) / per_token)))
-
-
 class BatchedTextcat:
     """A pipeline's transformer and textcat run batch by batch (see the module)."""
 
@@ -258,7 +230,6 @@ class BatchedTextcat:
         # without character offsets or with another span getter: the transformer model's own predict
         self.own_batches = isinstance(self.tokenizer, PreTrainedTokenizerFast) and self.window_settings is not None
         self.encoder = WordpieceEncoder(self.tokenizer) if self.own_batches else None
-        self.fixed_batches = False  # True: batches of exactly the transformer's max_batch_items
 
     @classmethod
     def from_pipeline(cls, nlp: Language) -> Tuple[Optional["BatchedTextcat"], str]:
@@ -323,10 +294,7 @@ class BatchedTextcat:
             docs = [None] * len(texts)
         docs = [doc if doc is not None else self.nlp.make_doc(text) for text, doc in zip(texts, docs)]
         scores = np.zeros((len(docs), len(self.labels)), dtype="float32")
-        budget = self.transformer.cfg["max_batch_items"]
-        if not self.fixed_batches:
-            budget = forward_batch_items(self.transformer.model.transformer, budget)
-        for indices in batch_by_length(docs, budget):
+        for indices in batch_by_length(docs, self.transformer.cfg["max_batch_items"]):
             scores[indices] = self._predict_batch([docs[i] for i in indices], [texts[i] for i in indices])
         return scores
 

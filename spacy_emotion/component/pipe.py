@@ -22,7 +22,7 @@ behaviour on edge cases: docs/component.md.
 
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import srsly
@@ -46,7 +46,7 @@ per_sentence = false
 cats_prefix = ""
 scorer = {"@scorers":"spacy_emotion.emotion_scorer.v1"}
 sort_by_length = true
-batch_tokens = 512
+batch_tokens = "auto"
 inference_mode = true
 torch_threads = 0
 quantize = "auto"
@@ -137,7 +137,7 @@ def make_emotion_classifier(
     cats_prefix: str,
     scorer: Optional[Callable],
     sort_by_length: bool,
-    batch_tokens: int,
+    batch_tokens: Union[int, str],
     inference_mode: bool,
     torch_threads: int,
     quantize: str,
@@ -204,7 +204,7 @@ class EmotionClassifier(Pipe):
         cats_prefix: str = "",
         scorer: Optional[Callable] = emotion_score,
         sort_by_length: bool = True,
-        batch_tokens: int = 512,
+        batch_tokens: Union[int, str] = "auto",
         inference_mode: bool = True,
         torch_threads: int = 0,
         quantize: str = "auto",
@@ -247,7 +247,7 @@ class EmotionClassifier(Pipe):
         }
         options = SpeedOptions(
             sort_by_length=bool(sort_by_length),
-            batch_tokens=int(batch_tokens),
+            batch_tokens=batch_tokens,
             inference_mode=bool(inference_mode),
             torch_threads=int(torch_threads),
             quantize=str(quantize),

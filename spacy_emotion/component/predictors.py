@@ -147,9 +147,6 @@ class SpacyPredictor:
         self.fast_path_reason = "off (fast_path=false)"
         if self.options.fast_path:
             self.fast_path, self.fast_path_reason = BatchedTextcat.from_pipeline(nlp)
-        if self.fast_path is not None:
-            # sort_by_length's batch_tokens is the user's budget; otherwise a cheap model gets larger batches
-            self.fast_path.fixed_batches = self.options.sort_by_length
 
     def _components(self, factory: str) -> List[str]:
         """Names of the pipeline's components made by `factory`, in pipeline order."""
@@ -170,12 +167,13 @@ class SpacyPredictor:
         """Apply speed options to the pipeline (once, when it loads)."""
         self._saved_batch_items: Dict[str, int] = {}
         self._padded_tokenizers: List[object] = []
+        budget = options.batch_budget(self.torch_module())  # of the float model, before int8 packs its weights
         runtime = TorchRuntime(self.torch_module(), options, self._input_names())
         if options.sort_by_length:
             for name in self._components("transformer"):
                 pipe = self.nlp.get_pipe(name)
                 self._saved_batch_items[name] = pipe.cfg["max_batch_items"]
-                pipe.cfg["max_batch_items"] = int(options.batch_tokens)
+                pipe.cfg["max_batch_items"] = budget
                 tokenizer = getattr(pipe.model, "tokenizer", None)
                 if tokenizer is not None and runtime.linear_format in BF16_FORMATS:
                     pad_to_multiple(tokenizer, WORDPIECE_MULTIPLE)
@@ -276,10 +274,10 @@ class HFPredictor:
         self.batch_size = batch_size
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.max_length = min(self.tokenizer.model_max_length, limit, 512)
+        options = options or SpeedOptions.as_trained()
+        self.budget = options.batch_budget(self.model.base_model)  # of the float model, before int8 packs its weights
         # int8, autocast and ONNX Runtime apply to the encoder; the small classification head stays torch float32
-        self.runtime = TorchRuntime(
-            self.model.base_model, options or SpeedOptions.as_trained(), self.tokenizer.model_input_names
-        )
+        self.runtime = TorchRuntime(self.model.base_model, options, self.tokenizer.model_input_names)
 
     @property
     def options(self) -> SpeedOptions:
@@ -290,7 +288,7 @@ class HFPredictor:
         """Indices of the windows per model batch: `batch_size` windows in input
         order, or with sort_by_length length buckets of `batch_tokens` padded tokens."""
         if self.options.sort_by_length:
-            return length_batches([len(w) for w in windows], int(self.options.batch_tokens))
+            return length_batches([len(w) for w in windows], self.budget)
         return [list(range(i, min(i + self.batch_size, len(windows)))) for i in range(0, len(windows), self.batch_size)]
 
     def tokenizes_like(self, tokenizer) -> bool:

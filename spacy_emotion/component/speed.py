@@ -16,11 +16,41 @@ does and its measured speed and accuracy: docs/speed.md.
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
 QUANTIZE_MODES = ("auto", "none", "int8", "bf16", "bf16-full")
+DEFAULT_BATCH_TOKENS = 512
+"""batch_tokens "auto": the padded tokens of a length bucket, before the raise for cheap models."""
+FORWARD_FLOPS = {"cpu": 1e9, "cuda": 1e11}
+"""The least work (floating-point operations) worth one forward pass, by
+device: the pass's fixed cost (Python, one call of the tokenizer, kernel
+launches) is then small beside its arithmetic."""
+
+
+def batch_budget(module: Optional[torch.nn.Module], configured: int) -> int:
+    """The padded tokens of one length bucket: `configured`, raised for a
+    model so cheap that a bucket of that size would cost less than
+    `FORWARD_FLOPS` on its device (about two operations per weight per
+    wordpiece, embeddings aside: they are lookups). MiniLM (6 layers, 384
+    wide: some 21 MFLOP per wordpiece) keeps 512 on a CPU, where larger
+    buckets are slower (more padding, longer attention), and gets about
+    4,700 on a GPU, near spaCy's advice for GPUs (4,096); a 1-layer, 32-wide
+    model runs tens of thousands of tokens per pass, because the fixed cost
+    of a pass decides its speed.
+
+    module (Optional[torch.nn.Module]): the transformer (None: `configured`).
+    RETURNS (int): the budget.
+    """
+    if module is None:
+        return int(configured)
+    weights = sum(p.numel() for name, p in module.named_parameters() if "embeddings." not in name)
+    device = next((p.device.type for p in module.parameters()), "cpu")
+    per_token = max(2 * weights, 1)
+    return max(int(configured), int(-(-FORWARD_FLOPS.get(device, FORWARD_FLOPS["cpu"]) // per_token)))
+
+
 BF16_FORMATS = ("bf16", "bf16-full")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
 RUNTIMES = ("torch", "onnx")
@@ -41,8 +71,10 @@ class SpeedOptions:
         length buckets, and with bf16 Linear layers pads each bucket to a
         multiple of 16 wordpieces (fewer tensor shapes: less heap kept over
         a long stream; see `predictors.WORDPIECE_MULTIPLE`).
-    batch_tokens (int): padded tokens per model batch with sort_by_length
-        (wordpieces for the HF backend, spaCy tokens for the spaCy backend).
+    batch_tokens (Union[int, str]): padded tokens per model batch with
+        sort_by_length (wordpieces for the HF backend, spaCy tokens for the
+        spaCy backend), or "auto": 512, raised for a model so cheap that a
+        batch of 512 costs less than `FORWARD_FLOPS` (:func:`batch_budget`).
     inference_mode (bool): run the model under `torch.inference_mode()`
         (the spaCy backend otherwise runs it under thinc's `torch.no_grad()`;
         the HF backend always uses inference mode).
@@ -83,7 +115,7 @@ class SpeedOptions:
     """
 
     sort_by_length: bool = True
-    batch_tokens: int = 512
+    batch_tokens: Union[int, str] = "auto"
     inference_mode: bool = True
     torch_threads: int = 0
     quantize: str = "auto"
@@ -110,8 +142,14 @@ class SpeedOptions:
             )
         if int(self.torch_threads) < 0:
             raise ValueError(f"torch_threads must be >= 0 (0 = torch's default), got {self.torch_threads}")
-        if int(self.batch_tokens) < 1:
-            raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.batch_tokens != "auto" and (
+            isinstance(self.batch_tokens, (bool, float))
+            or not str(self.batch_tokens).isdigit()
+            or int(self.batch_tokens) < 1
+        ):
+            raise ValueError(f"batch_tokens must be 'auto' or an integer >= 1, got {self.batch_tokens!r}")
+        if self.batch_tokens != "auto":
+            object.__setattr__(self, "batch_tokens", int(self.batch_tokens))
 
     @classmethod
     def as_trained(cls, **changes: Any) -> "SpeedOptions":
@@ -125,6 +163,13 @@ class SpeedOptions:
             fast_path=False,
         )
         return cls(**{**plain, **changes})
+
+    def batch_budget(self, module: Optional[torch.nn.Module]) -> int:
+        """RETURNS (int): the padded tokens of a length bucket: `batch_tokens`,
+        or for "auto" :func:`batch_budget` of `module` (the transformer)."""
+        if self.batch_tokens != "auto":
+            return int(self.batch_tokens)
+        return batch_budget(module, DEFAULT_BATCH_TOKENS)
 
     def linear_format(self, device_type: str) -> str:
         """What quantize means on this device and runtime: "none", "int8", "bf16" or "bf16-full" ("auto" resolved)."""
