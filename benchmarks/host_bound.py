@@ -65,6 +65,7 @@ STAGES: Dict[str, List[Tuple[str, str]]] = {
         ("transformers/tokenization_utils_base.py", "__call__"),
         ("spacy_transformers/layers/transformer_model.py", "huggingface_tokenize"),
         ("spacy_transformers/data_classes.py", "from_batch_encoding"),
+        ("spacy_emotion/component/fast_path.py", "__call__"),  # WordpieceEncoder
     ],
     "alignment": [
         ("spacy_transformers/layers/transformer_model.py", "forward"),
