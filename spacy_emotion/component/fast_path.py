@@ -40,6 +40,7 @@ see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
 """
 
 import functools
+import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -197,9 +198,9 @@ class WordpieceEncoder:
         if self.type_ids:
             result["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype="int64")
         if offsets:
-            result["offset_mapping"] = np.array([e.offsets for e in encodings], dtype="int64").reshape(
-                len(encodings), -1, 2
-            )
+            pairs = itertools.chain.from_iterable(e.offsets for e in encodings)
+            flat = np.fromiter(itertools.chain.from_iterable(pairs), dtype="int64", count=result["input_ids"].size * 2)
+            result["offset_mapping"] = flat.reshape(len(encodings), -1, 2)
         return result
 
 
@@ -331,42 +332,37 @@ class BatchedTextcat:
 
         window, stride = self.window_settings
         need_align = self.pooling is not None
-        texts: List[str] = []
+        # the windows (doc, first token, end token) of the batch, tokens numbered across the batch
         n_windows: List[int] = []
-        starts_parts, ids_parts, bases = [], [], []
-        base = token_offset = 0
-        for doc, text in zip(docs, doc_texts):
+        window_doc: List[int] = []
+        window_start: List[int] = []
+        window_end: List[int] = []
+        token_offset = 0
+        for i, doc in enumerate(docs):
             n = len(doc)
-            spans = windows(n, window, stride)
+            spans = [(0, n)] if 0 < n <= window or window == 0 else windows(n, window, stride)
             n_windows.append(len(spans))
-            if need_align or len(spans) > 1:
-                chars = doc.to_array([IDX, LENGTH]).astype("int64")
-                token_start, token_end = chars[:, 0], chars[:, 0] + chars[:, 1]
             for start, end in spans:
-                if need_align or len(spans) > 1:
-                    begin, finish = int(token_start[start]), int(token_end[end - 1])
-                else:  # one window of the whole doc
-                    last = doc[n - 1]
-                    begin, finish = doc[0].idx, last.idx + len(last)
-                texts.append(text[begin:finish])
-                if need_align:
-                    starts_parts.append(token_start[start:end] - begin + base)
-                    ids_parts.append(np.arange(token_offset + start, token_offset + end))
-                    bases.append(base)
-                    base += finish - begin + 1
+                window_doc.append(i)
+                window_start.append(token_offset + start)
+                window_end.append(token_offset + end)
             token_offset += n
+        chars = np.concatenate([doc.to_array([IDX, LENGTH]) for doc in docs]).astype("int64", copy=False)
+        token_start = chars[:, 0]
+        first, last = np.asarray(window_start, dtype="int64"), np.asarray(window_end, dtype="int64") - 1
+        begins, finishes = token_start[first], token_start[last] + chars[last, 1]
+        texts = [doc_texts[d][b:f] for d, b, f in zip(window_doc, begins.tolist(), finishes.tolist())]
         encoding = self.encoder(texts, offsets=need_align)
         input_ids = encoding["input_ids"]
         width = min(input_ids.shape[1], self.tokenizer.model_max_length)  # spacy-transformers drops the rest
         align = None
         if need_align:
-            align = align_wordpieces(
-                np.concatenate(starts_parts),
-                np.concatenate(ids_parts),
-                np.asarray(bases, dtype="int64"),
-                encoding["offset_mapping"][:, :width],
-                token_offset,
-            )
+            # the windows' texts laid end to end, each one character past its end
+            lengths = last - first + 1
+            bases = np.concatenate([[0], np.cumsum(finishes - begins + 1)[:-1]]).astype("int64")
+            ids = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - first, lengths)
+            starts = token_start[ids] - np.repeat(begins - bases, lengths)
+            align = align_wordpieces(starts, ids, bases, encoding["offset_mapping"][:, :width], token_offset)
         module = self.transformer.model.transformer
         if module.training:
             module.eval()
