@@ -1,4 +1,4 @@
-"""`spacy-emotion explore | baseline | embeddings | analyze | report`: the analysis reports.
+"""`spacy-emotion explore | baseline | embeddings | analyze | report | seeds`: the analysis reports.
 
 Thin wrappers over spacy_emotion.reports.explore, .baseline, .embedding_map,
 .analysis and .report; every command takes `--limit` for a smoke run, and
@@ -6,7 +6,7 @@ those that read the dataset take `--skip-invalid` as `convert` does.
 """
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import typer
 from wasabi import msg
@@ -223,3 +223,35 @@ def report_cli(
     except FileNotFoundError as err:
         msg.fail(str(err), exits=1)
     msg.good(f"Wrote {paths['html']} and {paths['markdown']}")
+
+
+@app.command("seeds")
+def seeds_cli(
+    output_dir: Path = typer.Argument(..., help="Folder for seeds.md and seeds.json"),
+    group: List[str] = typer.Option(
+        ...,
+        "--group",
+        help="NAME=FILE[,FILE...]: a model and its runs' metrics JSON (of evaluate or hf-baseline); repeat per model",
+    ),
+    title: str = typer.Option("Scores over seeds", "--title", help="Heading of seeds.md"),
+) -> None:
+    """Mean ± sd over seeds of each model's scores, and the per-class F1 of the models side by side."""
+    from ..reports.seeds import write_seeds
+
+    groups: Dict[str, List[Path]] = {}
+    for spec in group:
+        name, sep, files = spec.partition("=")
+        if not sep or not name.strip() or not files.strip():
+            msg.fail(f"--group {spec!r}: expected NAME=FILE[,FILE...]", exits=1)
+        groups.setdefault(name.strip(), []).extend(Path(f.strip()) for f in files.split(",") if f.strip())
+    try:
+        summary = write_seeds(output_dir, groups, title)
+    except (OSError, ValueError, KeyError) as err:
+        msg.fail(f"Can't summarise the runs: {err}", exits=1)
+    for name, row in summary.items():
+        acc, f1 = row["accuracy"], row["macro_f1"]
+        msg.good(
+            f"{name}: {row['n']} runs, accuracy {acc['mean']:.4f} ± {acc['sd']:.4f}, "
+            f"macro-F1 {f1['mean']:.4f} ± {f1['sd']:.4f}"
+        )
+    msg.good(f"Wrote {Path(output_dir) / 'seeds.md'} and seeds.json")
