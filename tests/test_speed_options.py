@@ -1,5 +1,5 @@
 """Speed settings of `emotion_classifier` (sort_by_length, inference_mode,
-torch_threads, quantize, autocast, runtime, fast_path): each gives the results of the model as
+torch_threads, quantize, autocast, runtime, fast_path, prefetch): each gives the results of the model as
 trained (`SpeedOptions.as_trained()`: float32, the pipeline's own batches),
 in order; the defaults are checked the same way.
 
@@ -49,6 +49,7 @@ OPTIONS = [
     ({"inference_mode": True}, FLOAT32),
     ({"torch_threads": 1}, FLOAT32),
     ({"fast_path": True}, FLOAT32),
+    ({"prefetch": True}, FLOAT32),
     ({"quantize": "int8"}, LOW_PRECISION),
     ({"quantize": "bf16"}, LOW_PRECISION),
     ({"quantize": "bf16-full"}, LOW_PRECISION),

@@ -14,7 +14,7 @@ keys kept), `doc._.emotion` and `doc._.emotion_score`, and with
 `span._.emotion_cats` for every sentence.
 
 The speed settings (`sort_by_length`, `batch_tokens`, `inference_mode`,
-`torch_threads`, `quantize`, `autocast`, `runtime`, `fast_path`; see
+`torch_threads`, `quantize`, `autocast`, `runtime`, `fast_path`, `prefetch`; see
 `speed.SpeedOptions`) apply when the model loads and never change what is
 saved. What each does and costs: docs/speed.md. Every setting and the
 behaviour on edge cases: docs/component.md.
@@ -36,6 +36,7 @@ from thinc.api import Config
 
 from ..labels import LABELS
 from .predictors import Predictor, from_directory, load_predictor, predictor_from_bytes, predictor_to_bytes
+from .prefetch import prefetched
 from .speed import SpeedOptions
 
 DEFAULT_CONFIG_STR = """
@@ -53,6 +54,7 @@ quantize = "auto"
 autocast = "none"
 runtime = "torch"
 fast_path = true
+prefetch = true
 allow_pickle_weights = false
 """
 DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)["emotion_classifier"]
@@ -144,6 +146,7 @@ def make_emotion_classifier(
     autocast: str,
     runtime: str,
     fast_path: bool,
+    prefetch: bool,
     allow_pickle_weights: bool,
 ) -> "EmotionClassifier":
     """Create an `emotion_classifier`. spaCy fills every argument from
@@ -157,7 +160,7 @@ def make_emotion_classifier(
     cats_prefix (str): prefix of the keys written to `doc.cats`.
     scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
     sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
-        autocast, runtime, fast_path: the speed settings (see
+        autocast, runtime, fast_path, prefetch: the speed settings (see
         `speed.SpeedOptions` and docs/speed.md).
     allow_pickle_weights (bool): load a Hugging Face checkpoint whose weights
         are only a pickle (it can run code when read; off: safetensors only).
@@ -179,6 +182,7 @@ def make_emotion_classifier(
         autocast=autocast,
         runtime=runtime,
         fast_path=fast_path,
+        prefetch=prefetch,
         allow_pickle_weights=allow_pickle_weights,
     )
     component._nlp_ref = weakref.ref(nlp)
@@ -211,6 +215,7 @@ class EmotionClassifier(Pipe):
         autocast: str = "none",
         runtime: str = "torch",
         fast_path: bool = True,
+        prefetch: bool = True,
         allow_pickle_weights: bool = False,
     ) -> None:
         """Initialize the component; the model itself is loaded on first use.
@@ -226,7 +231,7 @@ class EmotionClassifier(Pipe):
         cats_prefix (str): prefix of the keys written to `doc.cats`.
         scorer (Optional[Callable]): scores `doc.cats` in `nlp.evaluate`.
         sort_by_length, batch_tokens, inference_mode, torch_threads, quantize,
-            autocast, runtime, fast_path: speed settings, applied when the
+            autocast, runtime, fast_path, prefetch: speed settings, applied when the
             model loads (see `speed.SpeedOptions` and docs/speed.md).
         allow_pickle_weights (bool): load a Hugging Face checkpoint whose
             weights are only a pickle (`pytorch_model.bin`), which can run code
@@ -254,6 +259,7 @@ class EmotionClassifier(Pipe):
             autocast=str(autocast),
             runtime=str(runtime),
             fast_path=bool(fast_path),
+            prefetch=bool(prefetch),
         )  # validates
         self.cfg.update(options.to_dict())
         self._predictor: Optional[Predictor] = None
@@ -305,7 +311,10 @@ class EmotionClassifier(Pipe):
         per_sentence (Optional[bool]): overrides cfg["per_sentence"].
         YIELDS (Doc): the docs, annotated, in input order.
         """
-        for docs in minibatch(stream, size=batch_size):
+        batches: Iterable[List[Doc]] = minibatch(stream, size=batch_size)
+        if self.cfg["prefetch"]:
+            batches = prefetched(batches)
+        for docs in batches:
             self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
             yield from docs
 

@@ -107,6 +107,10 @@ class SpeedOptions:
         exactly (other components, a textcat that reads the docs itself)
         runs `nlp.pipe`; the predictor's `fast_path` says which runs. No
         effect on the HF backend, which already runs whole batches.
+    prefetch (bool): in `nlp.pipe`, a background thread makes the next
+        batch's docs (spaCy's tokenizer and the components before this one)
+        while the model runs on the current batch (:mod:`prefetch`). Same
+        results, same order; off: the docs are made between model calls.
     runtime (str): what runs the transformer: "torch", or "onnx": ONNX
         Runtime on the CPU, over an export made when the model loads (see
         `onnx_runtime`; needs the `onnx` extra). With "onnx", quantize
@@ -122,6 +126,7 @@ class SpeedOptions:
     autocast: str = "none"
     runtime: str = "torch"
     fast_path: bool = True
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -161,6 +166,7 @@ class SpeedOptions:
             autocast="none",
             runtime="torch",
             fast_path=False,
+            prefetch=False,
         )
         return cls(**{**plain, **changes})
 
