@@ -37,10 +37,16 @@ DEFAULT_SYSTEMS = "A-component,A-pipeline,B,C-batch64,C-default"
 # batched fast path and quantize "auto": the whole transformer in bf16 on an
 # AMX CPU, bf16 Linear layers on another CPU with native bf16). "as-trained"
 # runs the model exactly as trained (float32, the pipeline's own batches,
-# nlp.pipe); the accuracy change and label agreement of every setting are
+# nlp.pipe, no prefetch thread); the accuracy change and label agreement of every setting are
 # against it.
 VARIANTS: Dict[str, Dict[str, Any]] = {
-    "as-trained": {"sort_by_length": False, "inference_mode": False, "quantize": "none", "fast_path": False},
+    "as-trained": {
+        "sort_by_length": False,
+        "inference_mode": False,
+        "quantize": "none",
+        "fast_path": False,
+        "prefetch": False,
+    },
     "default": {},
     "no-fast-path": {"fast_path": False},
     "batch-tokens-4096": {"batch_tokens": 4096},  # GPUs: fewer, larger batches
