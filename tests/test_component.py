@@ -129,9 +129,9 @@ def test_pipe_equals_call_in_order(nlp):
 def test_pipe_runs_the_model_per_batch(nlp, monkeypatch):
     component = nlp.get_pipe("emotion_classifier")
     calls = []
-    original = component.predictor.predict
+    original = component.predictor.run
     monkeypatch.setattr(
-        component.predictor, "predict", lambda texts, *args: calls.append(len(texts)) or original(texts, *args)
+        component.predictor, "run", lambda prepared: calls.append(len(prepared.texts)) or original(prepared)
     )
     list(nlp.pipe(TEXTS[:10], batch_size=4))
     assert calls == [4, 4, 2]

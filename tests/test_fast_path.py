@@ -250,8 +250,8 @@ def test_the_component_passes_its_docs_when_their_tokens_are_the_models(trained_
     component = plain.get_pipe("emotion_classifier")
     seen = []
     fast = component.predictor.fast_path
-    original = fast.predict
-    fast.predict = lambda texts, docs=None: seen.append(docs) or original(texts, docs)
+    original = fast.prepare
+    fast.prepare = lambda texts, docs=None: seen.append(docs) or original(texts, docs)
     reference = np.asarray([[doc.cats[k] for k in LABELS] for doc in plain.pipe(texts)])
     assert seen and all(doc is not None for docs in seen for doc in docs)
 

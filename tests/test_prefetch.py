@@ -1,4 +1,4 @@
-"""The `prefetch` setting: the next batch's docs made in a background thread
+"""The `prefetch` setting: the next batch's docs and host work done in a background thread
 (`spacy_emotion.component.prefetch`). Nothing lost or reordered, errors
 raised where the caller iterates, the thread stopped when the caller stops."""
 
@@ -123,3 +123,47 @@ def test_an_error_of_an_earlier_component_reaches_the_caller(trained_pipeline):
             done.append(doc.text)
     assert done == ["i feel fine"] * 8  # the two whole batches before the failing one
     assert wait_for_threads_to_end() == 0
+
+
+def test_the_host_work_runs_in_the_thread_and_the_model_in_the_callers(trained_pipeline):
+    """With prefetch the predictor's `prepare` (tokens, wordpieces) of each
+    batch runs in the prefetch thread and its `run` (the model) in the
+    caller's thread, once per batch; without it both run in the caller's."""
+    for prefetch, prepare_thread in ((True, THREAD_NAME), (False, threading.current_thread().name)):
+        nlp = classifier(trained_pipeline, prefetch=prefetch)
+        predictor = nlp.get_pipe("emotion_classifier").predictor
+        assert predictor.fast_path is not None
+        threads = {"prepare": [], "run": []}
+        for name in threads:
+            original = getattr(predictor, name)
+
+            def spy(*args, _name=name, _original=original, **kwargs):
+                threads[_name].append(threading.current_thread().name)
+                return _original(*args, **kwargs)
+
+            setattr(predictor, name, spy)
+        docs = list(nlp.pipe(TEXTS, batch_size=4))
+        batches = -(-len(TEXTS) // 4)
+        assert len(docs) == len(TEXTS)
+        assert threads["prepare"] == [prepare_thread] * batches
+        assert threads["run"] == [threading.current_thread().name] * batches
+    assert wait_for_threads_to_end() == 0
+
+
+def test_sentences_get_the_same_results_with_and_without_it(trained_pipeline):
+    texts = ["I was so nervous. Then I passed! My mum hugged me.", "", "i am scared. so scared."] * 5
+    on = classifier(trained_pipeline, sentencizer=True, prefetch=True, per_sentence=True)
+    off = classifier(trained_pipeline, sentencizer=True, prefetch=False, per_sentence=True)
+    docs_on, docs_off = list(on.pipe(texts, batch_size=2)), list(off.pipe(texts, batch_size=2))
+    assert np.array_equal(cats(docs_on), cats(docs_off))
+    for doc_on, doc_off in zip(docs_on, docs_off):
+        assert [s._.emotion_cats for s in doc_on.sents] == [s._.emotion_cats for s in doc_off.sents]
+        assert len(list(doc_on.sents)) == len(list(doc_off.sents))
+
+
+def test_a_checkpoint_gets_the_same_results_with_and_without_it(hf_checkpoint):
+    on = classifier(hf_checkpoint, prefetch=True)
+    off = classifier(hf_checkpoint, prefetch=False)
+    docs_on, docs_off = list(on.pipe(TEXTS, batch_size=3)), list(off.pipe(TEXTS, batch_size=3))
+    assert [d.text for d in docs_on] == TEXTS
+    assert np.array_equal(cats(docs_on), cats(docs_off))

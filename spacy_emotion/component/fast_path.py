@@ -41,7 +41,7 @@ see :meth:`BatchedTextcat.from_pipeline`; the others run ``nlp.pipe``.
 
 import functools
 import itertools
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.attrs import IDX, LENGTH
@@ -204,6 +204,30 @@ class WordpieceEncoder:
         return result
 
 
+class PreparedBatch(NamedTuple):
+    """One model batch of `BatchedTextcat.prepare`."""
+
+    indices: List[int]
+    """The batch's texts, by their place in the call."""
+    doc_lengths: List[int]
+    """Their spaCy tokens."""
+    inputs: Optional[Dict[str, np.ndarray]]
+    """The transformer's inputs; None where the transformer model's own predict runs."""
+    docs: Optional[List[Doc]]
+    """The docs, for the transformer model's own predict (else None)."""
+    n_windows: Optional[List[int]]
+    """The windows of each doc (with `inputs`)."""
+    align: Optional[Tuple[np.ndarray, np.ndarray]]
+    """Wordpiece rows and their number per token (with `inputs`, for a token-pooling head)."""
+
+
+class Prepared(NamedTuple):
+    """The host work of one `BatchedTextcat.predict` call, done."""
+
+    n_texts: int
+    batches: List[PreparedBatch]
+
+
 class BatchedTextcat:
     """A pipeline's transformer and textcat run batch by batch (see the module)."""
 
@@ -291,20 +315,41 @@ class BatchedTextcat:
             tokens are those this pipeline's tokenizer makes (see
             `tokenizes_like`), or None: the text is tokenized here.
         """
+        return self.run(self.prepare(texts, docs))
+
+    def prepare(self, texts: List[str], docs: Optional[Sequence[Optional[Doc]]] = None) -> "Prepared":
+        """The host work of `predict` (steps 1 and 2 up to the forward pass:
+        tokens, batches, windows, wordpieces, alignment), without torch; `run`
+        does the rest. The two may run in different threads, so that one
+        call's host work overlaps another's model (`prefetch`).
+        RETURNS (Prepared): what `run` takes."""
         if docs is None:
             docs = [None] * len(texts)
         docs = [doc if doc is not None else self.nlp.make_doc(text) for text, doc in zip(texts, docs)]
-        scores = np.zeros((len(docs), len(self.labels)), dtype="float32")
+        batches = []
         for indices in batch_by_length(docs, self.transformer.cfg["max_batch_items"]):
-            scores[indices] = self._predict_batch([docs[i] for i in indices], [texts[i] for i in indices])
+            batch_docs = [docs[i] for i in indices]
+            lengths = [len(doc) for doc in batch_docs]
+            if self.own_batches:
+                inputs, n_windows, align = self._encode(batch_docs, [texts[i] for i in indices])
+                batches.append(PreparedBatch(indices, lengths, inputs, None, n_windows, align))
+            else:
+                batches.append(PreparedBatch(indices, lengths, None, batch_docs, None, None))
+        return Prepared(len(docs), batches)
+
+    def run(self, prepared: "Prepared") -> np.ndarray:
+        """RETURNS (np.ndarray): the scores of `prepare`'s texts (see `predict`)."""
+        scores = np.zeros((prepared.n_texts, len(self.labels)), dtype="float32")
+        for batch in prepared.batches:
+            scores[batch.indices] = self._run_batch(batch)
         return scores
 
-    def _predict_batch(self, docs: List[Doc], texts: List[str]) -> np.ndarray:
+    def _run_batch(self, batch: "PreparedBatch") -> np.ndarray:
         ops = get_current_ops()
-        if self.own_batches:
-            hidden, n_windows, align = self._run_transformer(docs, texts)
+        if batch.inputs is not None:
+            hidden, n_windows, align = self._forward(batch.inputs), batch.n_windows, batch.align
         else:
-            output = self.transformer.model.predict(docs)
+            output = self.transformer.model.predict(batch.docs)
             hidden = torch2xp(output.model_output.last_hidden_state)
             n_windows = [len(spans) for spans in output.spans]
             align = None
@@ -314,22 +359,20 @@ class BatchedTextcat:
             first = window_means(self.head[0], hidden[:, 0, :], n_windows)
             return ops.to_numpy(self._run(self.head[1:], first))
         hidden = ops.reshape2f(hidden, -1, hidden.shape[-1])
-        doc_lengths = [len(doc) for doc in docs]
+        doc_lengths = batch.doc_lengths
         index, lengths = self._token_rows(align, doc_lengths, hidden.shape[0])
         if index.size and index.max() == hidden.shape[0]:  # docs without wordpieces point at one zero row
             hidden = ops.xp.concatenate([hidden, ops.alloc2f(1, hidden.shape[1])])
         tokens = self.pooling.predict(Ragged(hidden[ops.asarray1i(index)], ops.asarray1i(lengths)))
         return ops.to_numpy(self._run(self.head, Ragged(tokens, ops.asarray1i(doc_lengths))))
 
-    def _run_transformer(self, docs: List[Doc], doc_texts: List[str]):
+    def _encode(self, docs: List[Doc], doc_texts: List[str]):
         """What spacy-transformers' `TransformerModel.predict` computes for
-        the batch, without its per-token Python: the windows, one call of the
-        fast tokenizer, the alignment in numpy (token heads only), the forward
-        pass. RETURNS: the last hidden state (windows, wordpieces, width), the
-        number of windows of each doc, and the alignment (rows and lengths
-        per token; None for a first-wordpiece head)."""
-        import torch
-
+        the batch before its forward pass, without its per-token Python: the
+        windows, one call of the fast tokenizer, the alignment in numpy (token
+        heads only). RETURNS: the model inputs (numpy), the number of windows
+        of each doc, and the alignment (rows and lengths per token; None for
+        a first-wordpiece head)."""
         window, stride = self.window_settings
         need_align = self.pooling is not None
         # the windows (doc, first token, end token) of the batch, tokens numbered across the batch
@@ -353,8 +396,8 @@ class BatchedTextcat:
         begins, finishes = token_start[first], token_start[last] + chars[last, 1]
         texts = [doc_texts[d][b:f] for d, b, f in zip(window_doc, begins.tolist(), finishes.tolist())]
         encoding = self.encoder(texts, offsets=need_align)
-        input_ids = encoding["input_ids"]
-        width = min(input_ids.shape[1], self.tokenizer.model_max_length)  # spacy-transformers drops the rest
+        # spacy-transformers drops the wordpieces past the model's length
+        width = min(encoding["input_ids"].shape[1], self.tokenizer.model_max_length)
         align = None
         if need_align:
             # the windows' texts laid end to end, each one character past its end
@@ -363,25 +406,28 @@ class BatchedTextcat:
             ids = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - first, lengths)
             starts = token_start[ids] - np.repeat(begins - bases, lengths)
             align = align_wordpieces(starts, ids, bases, encoding["offset_mapping"][:, :width], token_offset)
+        inputs = {
+            "input_ids": np.ascontiguousarray(encoding["input_ids"][:, :width]),
+            # float, as spacy-transformers passes it
+            "attention_mask": np.ascontiguousarray(encoding["attention_mask"][:, :width], dtype="float32"),
+        }
+        if "token_type_ids" in encoding:
+            inputs["token_type_ids"] = np.ascontiguousarray(encoding["token_type_ids"][:, :width])
+        return inputs, n_windows, align
+
+    def _forward(self, inputs: Dict[str, np.ndarray]):
+        """RETURNS: the transformer's last hidden state (windows, wordpieces,
+        width) for `_encode`'s inputs, as spacy-transformers' predict runs it."""
+        import torch
+
         module = self.transformer.model.transformer
         if module.training:
             module.eval()
         device = next(module.parameters()).device
-        inputs = {
-            "input_ids": torch.from_numpy(np.ascontiguousarray(input_ids[:, :width])).to(device),
-            # float, as spacy-transformers passes it
-            "attention_mask": torch.from_numpy(
-                np.ascontiguousarray(encoding["attention_mask"][:, :width], dtype="float32")
-            ).to(device),
-        }
-        if "token_type_ids" in encoding:
-            inputs["token_type_ids"] = torch.from_numpy(np.ascontiguousarray(encoding["token_type_ids"][:, :width])).to(
-                device
-            )
         shim = self.transformer.model.layers[0].shims[0]
         with torch.no_grad(), torch.autocast(device_type="cuda", enabled=bool(shim._mixed_precision)):
-            output = module(**inputs)
-        return torch2xp(output.last_hidden_state), n_windows, align
+            output = module(**{key: torch.from_numpy(value).to(device) for key, value in inputs.items()})
+        return torch2xp(output.last_hidden_state)
 
     @staticmethod
     def _run(layers: List[Model], X):

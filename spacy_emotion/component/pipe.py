@@ -312,10 +312,14 @@ class EmotionClassifier(Pipe):
         YIELDS (Doc): the docs, annotated, in input order.
         """
         batches: Iterable[List[Doc]] = minibatch(stream, size=batch_size)
-        if self.cfg["prefetch"]:
-            batches = prefetched(batches)
-        for docs in batches:
-            self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
+        if not self.cfg["prefetch"]:
+            for docs in batches:
+                self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
+                yield from docs
+            return
+        # the next batch's docs and host work (tokens, wordpieces) in a thread while the model runs
+        for docs, prepared in prefetched((docs, self._prepare(docs, per_sentence)) for docs in batches):
+            self.set_annotations(docs, self._results(prepared))
             yield from docs
 
     def predict(self, docs: Iterable[Doc], *, per_sentence: Optional[bool] = None) -> List[Dict[str, Any]]:
@@ -325,6 +329,13 @@ class EmotionClassifier(Pipe):
         RETURNS (List[Dict]): per doc, "doc": its probabilities (6,) and
             "sents": a list of (start, end, probabilities) for its sentences.
         """
+        return self._results(self._prepare(docs, per_sentence))
+
+    def _prepare(self, docs: Iterable[Doc], per_sentence: Optional[bool]) -> Tuple[List[List[tuple]], Any]:
+        """The texts of a batch (each doc, then its sentences) and the
+        predictor's host work on them (`prepare`), without running the model.
+        RETURNS: the sentences (start, end) of each doc, and the predictor's
+            prepared texts (None for an empty batch)."""
         if per_sentence is None:
             per_sentence = self.cfg["per_sentence"]
         docs = list(docs)
@@ -344,6 +355,8 @@ class EmotionClassifier(Pipe):
                     sents.append((sent.start, sent.end))
                     texts.append(sent.text)
             spans.append(sents)
+        if not texts:
+            return spans, None
         given: Optional[List[Optional[Doc]]] = None
         if self._docs_keep_model_tokens():
             given = [None] * len(texts)
@@ -351,7 +364,12 @@ class EmotionClassifier(Pipe):
             for doc, sents in zip(docs, spans):
                 given[row] = doc
                 row += 1 + len(sents)
-        probs = self.predictor.predict(texts, given) if texts else np.zeros((0, len(LABELS)))
+        return spans, self.predictor.prepare(texts, given)
+
+    def _results(self, prepared: Tuple[List[List[tuple]], Any]) -> List[Dict[str, Any]]:
+        """The model run on `_prepare`'s texts, as `predict` returns it."""
+        spans, work = prepared
+        probs = self.predictor.run(work) if work is not None else np.zeros((0, len(LABELS)))
         results, row = [], 0
         for sents in spans:
             doc_probs = probs[row]

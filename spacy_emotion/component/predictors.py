@@ -1,7 +1,9 @@
 """The models behind `emotion_classifier`: one `predict(texts)` for every backend.
 
 A predictor turns a list of texts into a ``(n, 6)`` array of probabilities in
-:data:`LABELS` order. Two backends exist:
+:data:`LABELS` order, in two steps that may run in different threads:
+``prepare(texts)`` (the host work without the model: tokens, wordpieces) and
+``run(prepared)`` (the model). Two backends exist:
 
 * :class:`SpacyPredictor`: a trained spaCy pipeline with a ``textcat``
   component (what ``spacy project run all`` builds: an installed package such
@@ -38,7 +40,7 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import spacy
@@ -125,6 +127,16 @@ def unpad(tokenizer) -> None:
     """Undo `pad_to_multiple` (a no-op on a tokenizer it didn't change)."""
     if getattr(type(tokenizer), "_pad_multiple", None) is not None:
         tokenizer.__class__ = type(tokenizer).__mro__[1]
+
+
+class PreparedTexts(NamedTuple):
+    """A predictor's `prepare` of a list of texts, for its `run`."""
+
+    texts: List[str]
+    keep: List[int]
+    """The texts with a token (the others get the uniform distribution)."""
+    work: Any
+    """The backend's prepared input (None: none, or nothing to prepare)."""
 
 
 class SpacyPredictor:
@@ -221,17 +233,34 @@ class SpacyPredictor:
             a tokenizer for which `tokenizes_like` holds (the fast path then
             takes its tokens instead of tokenizing the text again), or None.
         """
-        probs = uniform(len(texts))
+        return self.run(self.prepare(texts, docs))
+
+    def prepare(self, texts: List[str], docs: Optional[Sequence[Optional["Doc"]]] = None) -> "PreparedTexts":
+        """The host work of `predict` that needs no model: on the fast path
+        the tokens, batches and wordpieces (`BatchedTextcat.prepare`); `run`
+        does the rest. One call's `prepare` may run in another thread while
+        `run` runs on an earlier call's (the component's `prefetch`).
+        RETURNS (PreparedTexts): what `run` takes."""
         keep = _non_empty(texts)
-        if not keep:
-            return probs
-        longest = max(len(texts[i]) for i in keep)
-        if longest >= self.nlp.max_length:
-            self.nlp.max_length = longest + 1
-        with self.runtime.running():
+        work = None
+        if keep:
+            longest = max(len(texts[i]) for i in keep)
+            if longest >= self.nlp.max_length:
+                self.nlp.max_length = longest + 1
             if self.fast_path is not None:
                 kept_docs = None if docs is None else [docs[i] for i in keep]
-                rows = self.fast_path.predict([texts[i] for i in keep], kept_docs)[:, self._columns]
+                work = self.fast_path.prepare([texts[i] for i in keep], kept_docs)
+        return PreparedTexts(texts, keep, work)
+
+    def run(self, prepared: "PreparedTexts") -> np.ndarray:
+        """RETURNS (np.ndarray): the probabilities of `prepare`'s texts (see `predict`)."""
+        texts, keep = prepared.texts, prepared.keep
+        probs = uniform(len(texts))
+        if not keep:
+            return probs
+        with self.runtime.running():
+            if prepared.work is not None:
+                rows = self.fast_path.run(prepared.work)[:, self._columns]
             else:
                 docs = list(self.nlp.pipe((texts[i] for i in keep), batch_size=len(keep)))
                 rows = np.asarray([[doc.cats[key] for key in self._cats_keys] for doc in docs], dtype="float32")
@@ -300,20 +329,33 @@ class HFPredictor:
 
         docs: ignored (the checkpoint's tokenizer reads the texts).
         """
+        return self.run(self.prepare(texts, docs))
+
+    def prepare(self, texts: List[str], docs: Optional[Sequence[Optional["Doc"]]] = None) -> "PreparedTexts":
+        """The host work of `predict`: the texts' wordpiece windows (see
+        `SpacyPredictor.prepare`). docs: ignored.
+        RETURNS (PreparedTexts): what `run` takes."""
+        keep = _non_empty(texts)
+        work = None
+        if keep:
+            work = self.tokenizer(
+                [texts[i] for i in keep],
+                truncation=True,
+                max_length=self.max_length,
+                stride=min(HF_STRIDE, self.max_length // 4),
+                return_overflowing_tokens=True,
+                padding=False,
+            )
+        return PreparedTexts(texts, keep, work)
+
+    def run(self, prepared: "PreparedTexts") -> np.ndarray:
+        """RETURNS (np.ndarray): the probabilities of `prepare`'s texts (see `predict`)."""
         import torch
 
+        texts, keep, enc = prepared
         probs = uniform(len(texts))
-        keep = _non_empty(texts)
         if not keep:
             return probs
-        enc = self.tokenizer(
-            [texts[i] for i in keep],
-            truncation=True,
-            max_length=self.max_length,
-            stride=min(HF_STRIDE, self.max_length // 4),
-            return_overflowing_tokens=True,
-            padding=False,
-        )
         owners = np.asarray(enc["overflow_to_sample_mapping"])
         windows: List[List[int]] = enc["input_ids"]
         window_probs_arr = np.zeros((len(windows), len(LABELS)), dtype="float32")

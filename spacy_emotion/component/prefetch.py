@@ -1,12 +1,14 @@
-"""The next batch of docs made in a background thread while the model runs.
+"""The next batch's docs and host work done in a background thread while the model runs.
 
 `EmotionClassifier.pipe` reads its docs from a lazy stream: spaCy makes the
 docs of the next batch (its tokenizer, and every component before this one)
 only when the loop asks for them, after the current batch's model call. With
-the `prefetch` setting a thread pulls the next batch while the model runs on
-the current one. The wordpiece tokenizer and torch release the GIL for most
-of their work, so on two or more cores the two overlap; where the model is
-cheap, making the docs is a large part of the time (docs/benchmarks.md,
+the `prefetch` setting a thread pulls the next batch and does the
+predictor's host work on it (`prepare`: on the fast path the batches, the
+wordpiece tokenizer and the alignment) while the model runs on the current
+one (`run`). The wordpiece tokenizer and torch release the GIL for most of
+their work, so on two or more cores the two overlap; where the model is
+cheap, this host work is a large part of the time (docs/benchmarks.md,
 host-bound mode).
 """
 

@@ -109,8 +109,10 @@ class SpeedOptions:
         effect on the HF backend, which already runs whole batches.
     prefetch (bool): in `nlp.pipe`, a background thread makes the next
         batch's docs (spaCy's tokenizer and the components before this one)
-        while the model runs on the current batch (:mod:`prefetch`). Same
-        results, same order; off: the docs are made between model calls.
+        and does the predictor's host work on them (`prepare`: wordpieces,
+        alignment) while the model runs on the current batch
+        (:mod:`prefetch`). Same results, same order; off: all of it between
+        model calls.
     runtime (str): what runs the transformer: "torch", or "onnx": ONNX
         Runtime on the CPU, over an export made when the model loads (see
         `onnx_runtime`; needs the `onnx` extra). With "onnx", quantize
