@@ -75,10 +75,15 @@ STAGES: Dict[str, List[Tuple[str, str]]] = {
         ("spacy_transformers/span_getters.py", "get_strided_spans"),
         ("spacy_transformers/truncate.py", "truncate_oversize_splits"),
         ("spacy_emotion/component/fast_path.py", "_token_rows"),
-        ("spacy_emotion/component/fast_path.py", "align"),
+        ("spacy_emotion/component/fast_path.py", "align_wordpieces"),
         ("spacy_emotion/component/fast_path.py", "windows"),
+        ("spacy_emotion/component/fast_path.py", "_encode"),  # the windows' texts and alignment inputs
     ],
-    "forward": [("torch/nn/modules/module.py", "_call_impl"), ("thinc/shims/pytorch.py", "predict")],
+    "forward": [
+        ("torch/nn/modules/module.py", "_call_impl"),
+        ("thinc/shims/pytorch.py", "predict"),
+        ("spacy_emotion/component/fast_path.py", "_forward"),
+    ],
     "pooling and head": [("thinc/model.py", "predict")],
     "set_annotations": [("spacy_emotion/component/pipe.py", "set_annotations")],
 }

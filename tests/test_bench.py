@@ -415,3 +415,16 @@ def test_host_bound_mode_runs_end_to_end(toy_folder, tmp_path):
     written = json.loads((tmp_path / "host_bound.json").read_text(encoding="utf8"))
     assert written["meta"]["commit"] and written["meta"]["machine"]["cpu_count"]
     assert "A/B median" in (tmp_path / "host_bound.md").read_text(encoding="utf8")
+
+
+def test_every_stage_names_a_function_of_the_project_that_exists():
+    """The stage profile matches functions by file and name: a renamed
+    function of the project would silently fall into "other"."""
+    from benchmarks import host_bound
+
+    root = Path(__file__).resolve().parent.parent
+    for stage, functions in host_bound.STAGES.items():
+        for fragment, name in functions:
+            if fragment.startswith("spacy_emotion/"):
+                source = (root / fragment).read_text(encoding="utf8")
+                assert f"def {name}(" in source, (stage, fragment, name)
