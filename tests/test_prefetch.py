@@ -167,3 +167,12 @@ def test_a_checkpoint_gets_the_same_results_with_and_without_it(hf_checkpoint):
     docs_on, docs_off = list(on.pipe(TEXTS, batch_size=3)), list(off.pipe(TEXTS, batch_size=3))
     assert [d.text for d in docs_on] == TEXTS
     assert np.array_equal(cats(docs_on), cats(docs_off))
+
+
+def test_an_error_of_the_host_work_reaches_the_caller(trained_pipeline):
+    """per_sentence without sentence boundaries fails in `prepare`, which
+    runs in the prefetch thread: the caller gets the component's error."""
+    nlp = classifier(trained_pipeline, prefetch=True, per_sentence=True)
+    with pytest.raises(ValueError, match="needs sentence boundaries"):
+        list(nlp.pipe(TEXTS, batch_size=4))
+    assert wait_for_threads_to_end() == 0
