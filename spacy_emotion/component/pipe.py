@@ -311,14 +311,11 @@ class EmotionClassifier(Pipe):
         per_sentence (Optional[bool]): overrides cfg["per_sentence"].
         YIELDS (Doc): the docs, annotated, in input order.
         """
-        batches: Iterable[List[Doc]] = minibatch(stream, size=batch_size)
-        if not self.cfg["prefetch"]:
-            for docs in batches:
-                self.set_annotations(docs, self.predict(docs, per_sentence=per_sentence))
-                yield from docs
-            return
-        # the next batch's docs and host work (tokens, wordpieces) in a thread while the model runs
-        for docs, prepared in prefetched((docs, self._prepare(docs, per_sentence)) for docs in batches):
+        batches = ((docs, self._prepare(docs, per_sentence)) for docs in minibatch(stream, size=batch_size))
+        if self.cfg["prefetch"]:
+            # the next batch's docs and host work (tokens, wordpieces) in a thread while the model runs
+            batches = prefetched(batches)
+        for docs, prepared in batches:
             self.set_annotations(docs, self._results(prepared))
             yield from docs
 
