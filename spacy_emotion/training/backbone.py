@@ -141,7 +141,9 @@ def create_transformer_model(
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
 ) -> Model[List[Doc], object]:
-    """spacy-transformers' TransformerModel.v3, with the backbone name resolved.
+    """spacy-transformers' TransformerModel.v3, with the backbone name resolved
+    and the optimizer's parameter averages applied to its torch weights
+    (`spacy_emotion.training.averages`).
 
     name (str): the backbone, resolved with `resolve_backbone` (a local folder,
         an offline copy of a Hub model, or a Hub id). The other arguments are
@@ -149,11 +151,15 @@ def create_transformer_model(
     """
     from spacy_transformers.architectures import create_TransformerModel_v3
 
-    return create_TransformerModel_v3(
-        resolve_backbone(name),
-        get_spans,
-        dict(tokenizer_config),
-        dict(transformer_config),
-        mixed_precision,
-        dict(grad_scaler_config),
+    from .averages import average_torch_weights
+
+    return average_torch_weights(
+        create_TransformerModel_v3(
+            resolve_backbone(name),
+            get_spans,
+            dict(tokenizer_config),
+            dict(transformer_config),
+            mixed_precision,
+            dict(grad_scaler_config),
+        )
     )
