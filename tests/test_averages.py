@@ -43,7 +43,8 @@ def test_transformer_is_evaluated_with_its_averages(tmp_path):
     assert isinstance(shim, AveragedHFShim)
     last = _weights(shim)
     # parameters that got no gradient (BERT's pooler under this head) have no averages
-    averaged = {n: torch.as_tensor(optimizer.averages[(shim.id, n)]) for n in last if (shim.id, n) in optimizer.averages}
+    averages = optimizer.averages
+    averaged = {n: torch.as_tensor(averages[(shim.id, n)]) for n in last if (shim.id, n) in averages}
     assert "encoder.layer.0.attention.self.query.weight" in averaged
     assert any(not torch.equal(last[n], averaged[n]) for n in averaged)
     outside = [doc.cats for doc in nlp.pipe(texts)]
