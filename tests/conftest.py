@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import make_backbone, toy_examples, write_toy_folder  # noqa: E402
+from tiny import make_backbone, toy_examples, toy_training_examples, write_toy_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TRF_CONFIG = ROOT / "configs" / "trf.cfg"
@@ -58,17 +58,11 @@ def random_head_pipeline(arch: str, path, config_path=TRF_CONFIG) -> str:
     and, for a first-wordpiece head, a random pooler."""
     import numpy as np
     import spacy
-    from spacy.training import Example
-
-    from spacy_emotion.labels import LABELS
 
     backbone = make_backbone(path / "backbone", arch)
     config = spacy.util.load_config(config_path, overrides={"paths.backbone": str(backbone)}, interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(2)
-    ]
+    examples = toy_training_examples(nlp, 2)
     nlp.initialize(lambda: examples)
     rng = np.random.default_rng(0)
     for node in nlp.get_pipe("textcat").model.walk():

@@ -6,12 +6,10 @@ import pytest
 import spacy
 import torch
 from conftest import TRF_CONFIG
-from spacy.training import Example
 from spacy.util import registry
 from spacy_transformers.layers.hf_shim import HFShim
-from tiny import make_backbone, toy_examples
+from tiny import make_backbone, toy_training_examples
 
-from spacy_emotion.labels import LABELS
 from spacy_emotion.training.averages import AveragedHFShim
 
 
@@ -23,10 +21,7 @@ def _trained(tmp_path, averaged: bool = True):
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
     if not averaged:
         shim.__class__ = HFShim
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(2)
-    ]
+    examples = toy_training_examples(nlp, 2)
     nlp.initialize(lambda: examples)
     optimizer = registry.resolve({"o": {"@optimizers": "Adam.v1", "learn_rate": 0.01, "use_averages": True}})["o"]
     for _ in range(4):

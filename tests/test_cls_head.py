@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import spacy
 from conftest import ROOT, train_tiny
-from spacy.training import Example
 from spacy.util import fix_random_seed
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Adam, Linear, chain
-from tiny import ARCHITECTURES, make_backbone, toy_examples
+from tiny import ARCHITECTURES, make_backbone, toy_examples, toy_training_examples
 from transformers.file_utils import ModelOutput
 
 from spacy_emotion.component.predictors import from_directory
@@ -81,10 +80,7 @@ def _initialized(backbone: Path, transformer_config: Optional[dict] = None) -> s
         overrides["components.transformer.model.transformer_config"] = transformer_config
     config = spacy.util.load_config(CLS_CONFIG, overrides=overrides, interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(1)
-    ]
+    examples = toy_training_examples(nlp, 1)
     nlp.initialize(lambda: examples)
     return nlp
 
@@ -152,10 +148,7 @@ def test_head_overfits_the_toy_data(arch, tmp_path):
     read the keyword from [CLS] slowly, and not always the last text or two."""
     fix_random_seed(0)
     nlp = _initialized(make_backbone(tmp_path / arch, arch))
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(4)
-    ]
+    examples = toy_training_examples(nlp, 4)
     embeddings = nlp.get_pipe("transformer").model.transformer.get_input_embeddings().weight.detach().clone()
     optimizer = Adam(0.003, grad_clip=0.0)
     rng = random.Random(0)

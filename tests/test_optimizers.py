@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 import spacy
 from conftest import ROOT
-from spacy.training import Example
 from spacy.util import registry
-from tiny import make_backbone, toy_examples
+from tiny import make_backbone, toy_training_examples
 
-from spacy_emotion.labels import LABELS
 from spacy_emotion.training.optimizers import HeadRateOptimizer, is_torch_parameter
 
 
@@ -59,10 +57,7 @@ def test_keys_tell_the_transformer_from_the_head(tmp_path):
     overrides = {"paths.backbone": str(make_backbone(tmp_path / "bert", "bert"))}
     config = spacy.util.load_config(ROOT / "configs" / "trf_cls.cfg", overrides=overrides, interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
-        for t, label in toy_examples(1)
-    ]
+    examples = toy_training_examples(nlp, 1)
     nlp.initialize(lambda: examples)
     optimizer = Recording()
     for _ in range(2):

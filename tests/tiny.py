@@ -35,6 +35,16 @@ def toy_examples(n_per_label: int, seed: int = 0) -> List[Tuple[str, str]]:
     return examples
 
 
+def toy_training_examples(nlp, n_per_label: int, seed: int = 0) -> list:
+    """`toy_examples` as spaCy Examples with one-hot `cats`, made with `nlp`'s tokenizer."""
+    from spacy.training import Example
+
+    return [
+        Example.from_dict(nlp.make_doc(t), {"cats": {k: float(k == label) for k in LABELS}})
+        for t, label in toy_examples(n_per_label, seed)
+    ]
+
+
 def _words() -> List[str]:
     return sorted(set(FILLER) | {w for ws in KEYWORDS.values() for w in ws})
 

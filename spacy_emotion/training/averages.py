@@ -39,10 +39,11 @@ class AveragedHFShim(HFShim):
             with super().use_params(params):
                 yield
             return
-        unknown = set(state) - set(self._model.state_dict())
+        current = self._model.state_dict()
+        unknown = set(state) - set(current)
         if unknown:
             raise KeyError(f"Averages for parameters the transformer does not have: {sorted(unknown)[:5]}")
-        backup = {name: value.clone() for name, value in self._model.state_dict().items()}
+        backup = {name: value.clone() for name, value in current.items()}
         self._model.load_state_dict(state, strict=False)
         try:
             yield
